@@ -1,0 +1,62 @@
+# mia_bench: every target installs what it needs on first use (.venv, torch 2.13.0 first, then the rest).
+SHELL   := /bin/bash
+PYTHON  ?= python3
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+PIP     := $(PY) -m pip
+CLI     := $(VENV)/bin/mia-bench
+STAMP   := $(VENV)/.mia_bench-installed
+
+SUITE   ?= digits
+DEFENSE ?= none
+SEED    ?= 0
+SEEDS   ?= 0 1 2
+ARGS    ?=
+RESULTS ?= results
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install bench leaderboard list test test-slow lint perf clean
+
+help: ## show this help
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q -c constraints.txt torch==2.13.0
+	$(PIP) install -q -c constraints.txt -e '.[dev]'
+	@if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
+		echo "GPU found: installing the inception extra (torch-fidelity)"; \
+		$(PIP) install -q -c constraints.txt -e '.[inception]'; \
+	fi
+	$(PY) scripts/check_env.py
+	@touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install mia_bench into it
+
+bench: $(STAMP) ## train, attack, score one defense and update the leaderboard: make bench DEFENSE=none [SUITE= SEED= ARGS="k=v ..."]
+	$(CLI) run --suite $(SUITE) --defense $(DEFENSE) --seed $(SEED) --results-dir $(RESULTS) $(ARGS)
+	$(CLI) leaderboard --results-dir $(RESULTS)
+
+leaderboard: $(STAMP) ## fold results/ into leaderboard/entries and regenerate leaderboard/LEADERBOARD.md
+	$(CLI) leaderboard --results-dir $(RESULTS)
+
+list: $(STAMP) ## registered datasets, defenses, attacks and metrics
+	$(CLI) list
+
+test: $(STAMP) ## the test suite CI runs (skips tests marked slow or gpu)
+	$(PY) scripts/check_env.py
+	$(PY) -m pytest -m "not slow and not gpu" -q $(PYTEST_ARGS)
+
+test-slow: $(STAMP) ## the long checks (marked slow)
+	$(PY) -m pytest -m "slow and not gpu" -q $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff and mypy
+	$(VENV)/bin/ruff check mia_bench tests benchmarks scripts
+	$(VENV)/bin/mypy mia_bench
+
+perf: $(STAMP) ## speed benchmarks (print ratios)
+	@for f in benchmarks/perf/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+clean: ## remove results/ (the venv stays)
+	rm -rf $(RESULTS)

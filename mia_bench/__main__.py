@@ -1,0 +1,3 @@
+from mia_bench.cli import main
+
+raise SystemExit(main())

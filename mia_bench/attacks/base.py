@@ -1,0 +1,142 @@
+"""Attack (the evaluator) and TargetView (the part of the target its access level allows).
+
+Access levels, from least to most:
+  samples    full black-box: only the released samples
+  generator  partial black-box: query G(z, y) for chosen latents, no gradients
+  white_box  G with gradients and the discriminator D
+The runner builds the view from the checkpoint; attacks never open checkpoints. Asking a view for more
+than its level raises AccessError.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from mia_bench.data.datasets import DataInfo
+from mia_bench.defenses.base import Defense, Released
+from mia_bench.errors import AccessError
+from mia_bench.registry import Registry
+
+
+class AccessLevel(str, enum.Enum):
+    SAMPLES = "samples"
+    GENERATOR = "generator"
+    WHITE_BOX = "white_box"
+
+    @property
+    def rank(self) -> int:
+        return list(AccessLevel).index(self)
+
+
+@dataclass(frozen=True)
+class GeneratorQuery:
+    """G as an attacker may query it: z (B, z_dim) [+ y (B,) labels] -> x (B, *shape)."""
+
+    z_dim: int
+    n_classes: int  # 0 for unconditional generators
+    query: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
+    draw_latent: Callable[[int, torch.Generator], torch.Tensor]
+    differentiable: bool
+
+
+class TargetView:
+    """What one attack sees of the target. Fields beyond the access level raise AccessError."""
+
+    def __init__(self, *, access: AccessLevel, info: DataInfo, released: Released,
+                 generator: GeneratorQuery | None = None,
+                 discriminator: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor] | None = None) -> None:
+        self.access, self.info, self.released = access, info, released
+        self._generator, self._discriminator = generator, discriminator
+
+    @property
+    def generator(self) -> GeneratorQuery:
+        if self._generator is None:
+            raise AccessError(f"an attack with access '{self.access.value}' cannot query the generator")
+        return self._generator
+
+    @property
+    def discriminator(self) -> Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]:
+        if self._discriminator is None:
+            raise AccessError(f"an attack with access '{self.access.value}' cannot read the discriminator")
+        return self._discriminator
+
+    def holds(self) -> set[str]:
+        return {k for k, v in (("generator", self._generator), ("discriminator", self._discriminator)) if v is not None}
+
+
+def make_view(defense: Defense, access: AccessLevel, released: Released) -> TargetView:
+    """Build the view of `defense` for `access`. Generator queries at `generator` level run without grad."""
+    gen = disc = None
+    if access.rank >= AccessLevel.GENERATOR.rank:
+        white = access is AccessLevel.WHITE_BOX
+        n_classes = defense.info.n_classes if defense.conditional else 0
+
+        def query(z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+            yv = defense.label_vector(y.to(defense.device)) if (defense.conditional and y is not None) else None
+            with torch.set_grad_enabled(white and torch.is_grad_enabled()):
+                out = defense.generate(z.to(defense.device), yv)
+            return out if white else out.detach()
+
+        gen = GeneratorQuery(z_dim=defense.z_dim, n_classes=n_classes, query=query, differentiable=white,
+                             draw_latent=lambda n, g: defense.draw_latent(n, g))
+    if access is AccessLevel.WHITE_BOX:
+        def disc(x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+            return defense.discriminate(x.to(defense.device), None if y is None else y.to(defense.device))
+    return TargetView(access=access, info=defense.info, released=released, generator=gen, discriminator=disc)
+
+
+@dataclass
+class AttackerKnowledge:
+    """Attacker-side data, by split role (never members or non-members): role -> (x, y)."""
+
+    data: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+
+    def get(self, role: str) -> tuple[torch.Tensor, torch.Tensor]:
+        if role not in self.data:
+            raise AccessError(f"attacker data '{role}' was not provided; declare it in the attack's `needs`")
+        return self.data[role]
+
+
+@dataclass
+class NoOptions:
+    pass
+
+
+class Attack(abc.ABC):
+    name: ClassVar[str] = ""
+    access: ClassVar[AccessLevel]
+    variant: ClassVar[str] = ""
+    needs: ClassVar[tuple[str, ...]] = ()  # attacker data roles: reference, attacker_aux, shadow_pool
+    Config: ClassVar[type] = NoOptions
+
+    def __init__(self, *, config: Any, seed: int) -> None:
+        self.config, self.seed = config, seed
+
+    def fit(self, view: TargetView, knowledge: AttackerKnowledge) -> None:  # noqa: B027 - optional hook
+        """Prepare from the view and the attacker's own data (local models, thresholds). Default: nothing."""
+        return None
+
+    @abc.abstractmethod
+    def score(self, view: TargetView, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
+        """(N,) float64 membership scores for queries x (N, *shape) with labels y (N,); higher = member."""
+
+    def describe(self) -> dict[str, Any]:
+        return {"access": self.access.value, "variant": self.variant, "settings": asdict(self.config)}
+
+
+ATTACKS: Registry[type[Attack]] = Registry("attack")
+
+
+def register(name: str):  # noqa: ANN201 - decorator
+    def deco(cls: type[Attack]) -> type[Attack]:
+        cls.name = name
+        return ATTACKS.register(name)(cls)
+
+    return deco

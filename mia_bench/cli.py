@@ -1,0 +1,130 @@
+"""`mia-bench run|leaderboard|list`: the command-line front of the runner and the leaderboard."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from mia_bench.errors import MiaBenchError
+
+DEFAULT_RESULTS = Path("results")
+DEFAULT_LEADERBOARD = Path("leaderboard")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mia-bench", description="Membership-inference benchmark for generative models.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="train a defense, attack it, score it, write a record")
+    run.add_argument("--suite", default="digits", help="suite name (benchmarks/<suite>.yaml) or a YAML path")
+    run.add_argument("--defense", required=True, help="registered defense name (see `mia-bench list`)")
+    run.add_argument("--seed", type=int, nargs="+", default=[0], help="one or more seeds")
+    run.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS)
+    run.add_argument("--config-dir", type=Path, default=None, help="folder holding suite YAMLs (default: benchmarks/)")
+    run.add_argument("--no-progress", action="store_true", help="hide the training progress bar")
+    run.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. trainer.max_steps=500")
+
+    lb = sub.add_parser("leaderboard", help="fold records into leaderboard entries and render LEADERBOARD.md")
+    lb.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS)
+    lb.add_argument("--leaderboard-dir", type=Path, default=DEFAULT_LEADERBOARD)
+
+    sub.add_parser("list", help="registered datasets, defenses, attacks and metrics")
+    return p
+
+
+def cmd_run(args: argparse.Namespace, console: Console) -> None:
+    from mia_bench.config import load_run
+    from mia_bench.runner import run
+
+    overrides = list(args.overrides) + (["trainer.progress_bar=false"] if args.no_progress else [])
+    resolved = load_run(suite=args.suite, defense=args.defense, overrides=overrides, config_dir=args.config_dir)
+    if args.no_progress:  # cosmetic: keep the record "official"
+        resolved.overrides.remove("trainer.progress_bar=false")
+    for seed in args.seed:
+        record = run(resolved, seed, results_dir=args.results_dir)
+        console.print(run_table(record))
+        console.print(f"record: {args.results_dir / record.suite / record.defense / f'seed{seed}' / 'record.json'}"
+                      f"  ({record.wall_time_s:.1f} s)")
+
+
+def run_table(record) -> Table:  # noqa: ANN001 - RunRecord
+    labels = f" [{', '.join(record.labels)}]" if record.labels else ""
+    t = Table(title=f"{record.suite} · {record.defense}{labels} · seed {record.seed} · "
+                    f"{record.split_sizes['members']} members vs {record.split_sizes['non_members']} non-members")
+    for col in ("attack", "access", "AUC [95% CI]", "TPR@1%FPR", "TPR@0.1%FPR", "prec@n (chance)", "s"):
+        t.add_column(col, justify="left" if col in ("attack", "access") else "right")
+    for name, res in record.attacks.items():
+        m = res["metrics"]
+        auc = m["auc"]
+        t.add_row(name, res["access"], f"{auc['value']:.3f} [{auc['ci'][0]:.3f}, {auc['ci'][1]:.3f}]",
+                  _cell(m["tpr@1%fpr"]), _cell(m["tpr@0.1%fpr"]),
+                  f"{m['precision@n']['value']:.3f} ({m['precision@n']['chance']:.2f})", f"{res['seconds']:.1f}")
+    t.caption = "† underpowered: fewer than 10/x non-members"
+    return t
+
+
+def _cell(metric: dict) -> str:
+    flag = "†" if metric.get("detail", {}).get("underpowered") else ""
+    return f"{metric['value']:.3f}{flag}"
+
+
+def cmd_leaderboard(args: argparse.Namespace, console: Console) -> None:
+    from mia_bench.leaderboard import update_entries, write_leaderboard
+    from mia_bench.results import RunRecord, find_records
+
+    records = [RunRecord.read(p) for p in find_records(args.results_dir)]
+    entries_dir = args.leaderboard_dir / "entries"
+    written = update_entries(records, entries_dir)
+    skipped = sum(not r.official for r in records)
+    write_leaderboard(entries_dir, args.leaderboard_dir / "LEADERBOARD.md")
+    console.print(f"{len(written)} entr{'y' if len(written) == 1 else 'ies'} updated from {len(records)} record(s)"
+                  + (f"; {skipped} run(s) with overrides left out" if skipped else "")
+                  + f" -> {args.leaderboard_dir / 'LEADERBOARD.md'}")
+
+
+def cmd_list(args: argparse.Namespace, console: Console) -> None:
+    from mia_bench.attacks import ATTACKS
+    from mia_bench.data import DATASETS
+    from mia_bench.defenses import DEFENSES
+    from mia_bench.metrics import METRICS
+
+    t = Table(title="mia_bench registry")
+    t.add_column("kind")
+    t.add_column("name")
+    t.add_column("details")
+    for name in DATASETS.names():
+        t.add_row("dataset", name, (DATASETS.get(name).__doc__ or "").strip().splitlines()[0])
+    for name, cls in DEFENSES.items():
+        flags = [f for f, on in (("control", cls.is_control), ("reconstructed", cls.reconstructed)) if on]
+        doc = (cls.__doc__ or "").strip().splitlines()[:1]
+        t.add_row("defense", name, "; ".join(flags + doc))
+    for name, acls in ATTACKS.items():
+        t.add_row("attack", name, f"access={acls.access.value}; {acls.variant}")
+    for name, spec in METRICS.items():
+        t.add_row("metric", name, f"{spec.kind}, {'higher' if spec.higher_is_better else 'lower'} is better: {spec.description}")
+    console.print(t)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)  # overrides may come before or after the options
+    flags = [e for e in extra if e.startswith("-") or "=" not in e or args.command != "run"]
+    if flags:
+        parser.error(f"unrecognized arguments: {' '.join(flags)}")
+    if args.command == "run":
+        args.overrides = [*args.overrides, *extra]
+    console = Console()
+    try:
+        {"run": cmd_run, "leaderboard": cmd_leaderboard, "list": cmd_list}[args.command](args, console)
+    except MiaBenchError as e:
+        Console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+"""Leaderboard: records -> committed entries (leaderboard/entries/<suite>/<defense>.json) -> LEADERBOARD.md.
+
+An entry keeps per-seed summaries of the official runs (no command-line overrides) of one suite version
+and one resolved config; rendering is a pure, deterministic function of the entries. Rows are ranked by
+worst-case privacy: the highest TPR at 1% FPR over all attacks (mean over seeds), then the highest AUC;
+lower is better. Controls are shown below the ranking and marked.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from mia_bench.errors import MiaBenchError
+from mia_bench.io import atomic_write_json, atomic_write_text
+from mia_bench.results import RunRecord
+
+ENTRY_SCHEMA = "mia_bench.entry/1"
+RANK_KEY = "tpr@1%fpr"
+SHOWN = ("auc", "tpr@1%fpr", "tpr@0.1%fpr")
+
+
+def seed_summary(record: RunRecord) -> dict[str, Any]:
+    attacks = {}
+    for name, res in record.attacks.items():
+        m = res["metrics"]
+        attacks[name] = {k: m[k]["value"] for k in m if isinstance(m[k], dict) and "value" in m[k]}
+        attacks[name]["underpowered"] = sorted(k for k in m if isinstance(m[k], dict)
+                                               and m[k].get("detail", {}).get("underpowered"))
+    return {"split_digest": record.split_digest, "attacks": attacks, "utility": record.utility,
+            "privacy_guarantee": record.privacy_guarantee, "n_members": record.split_sizes["members"],
+            "n_non_members": record.split_sizes["non_members"],
+            "git": (record.environment.get("git") or {}).get("commit"), "created_at": record.created_at}
+
+
+def build_entry(records: list[RunRecord]) -> dict[str, Any]:
+    """One entry from the official records of one (suite, defense); the newest config digest wins."""
+    newest = max(records, key=lambda r: r.created_at)
+    same = sorted((r for r in records if r.config_digest == newest.config_digest
+                   and r.suite_version == newest.suite_version), key=lambda r: r.seed)
+    return {
+        "schema": ENTRY_SCHEMA, "suite": newest.suite, "suite_version": newest.suite_version,
+        "defense": newest.defense, "config_digest": newest.config_digest, "labels": newest.labels,
+        "attacks": {k: {"access": v["access"], "variant": v["variant"]} for k, v in newest.attacks.items()},
+        "seeds": {str(r.seed): seed_summary(r) for r in same},
+        "environment": newest.environment,
+    }
+
+
+def update_entries(records: Iterable[RunRecord], entries_dir: Path) -> list[Path]:
+    """Write an entry per (suite, defense) that has official records; other entries are left untouched."""
+    groups: dict[tuple[str, str], list[RunRecord]] = defaultdict(list)
+    for r in records:
+        if r.official:
+            groups[(r.suite, r.defense)].append(r)
+    written = []
+    for (suite, defense), recs in sorted(groups.items()):
+        path = Path(entries_dir) / suite / f"{defense}.json"
+        atomic_write_json(path, build_entry(recs))
+        written.append(path)
+    return written
+
+
+def load_entries(entries_dir: Path) -> list[dict[str, Any]]:
+    entries = []
+    for path in sorted(Path(entries_dir).glob("*/*.json")):
+        try:
+            e = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise MiaBenchError(f"cannot read leaderboard entry {path}: {err}; restore it with git") from None
+        if e.get("schema") != ENTRY_SCHEMA:
+            raise MiaBenchError(f"{path}: entry schema {e.get('schema')!r}, expected {ENTRY_SCHEMA!r}")
+        entries.append(e)
+    return entries
+
+
+@dataclass(frozen=True)
+class Stat:
+    mean: float
+    half_width: float | None  # 95% t-interval half-width over seeds; None with one seed
+    n: int
+
+    @classmethod
+    def of(cls, values: list[float]) -> Stat:
+        v = np.asarray(values, dtype=float)
+        if v.size < 2:
+            return cls(float(v.mean()) if v.size else math.nan, None, int(v.size))
+        hw = stats.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size)
+        return cls(float(v.mean()), float(hw), int(v.size))
+
+    def fmt(self, digits: int = 3) -> str:
+        if math.isnan(self.mean):
+            return "–"
+        return f"{self.mean:.{digits}f}" + (f" ± {self.half_width:.{digits}f}" if self.half_width is not None else "")
+
+
+def worst_case(entry: dict[str, Any], metric: str) -> Stat:
+    """Per seed, the max of `metric` over attacks (the strongest attack); then mean and interval."""
+    return Stat.of([max(a[metric] for a in s["attacks"].values()) for s in entry["seeds"].values() if s["attacks"]])
+
+
+def per_attack(entry: dict[str, Any], attack: str, metric: str) -> Stat:
+    return Stat.of([s["attacks"][attack][metric] for s in entry["seeds"].values() if attack in s["attacks"]])
+
+
+def rank(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(entries, key=lambda e: (worst_case(e, RANK_KEY).mean, worst_case(e, "auc").mean, e["defense"]))
+
+
+def _labels(e: dict[str, Any]) -> str:
+    return ", ".join(f"*{lab}*" for lab in e.get("labels", []))
+
+
+def _underpowered(entries: list[dict[str, Any]]) -> list[str]:
+    flagged = set()
+    for e in entries:
+        for s in e["seeds"].values():
+            for a in s["attacks"].values():
+                flagged.update(a.get("underpowered", []))
+    return sorted(flagged)
+
+
+def render_suite(entries: list[dict[str, Any]]) -> str:
+    suite, version = entries[0]["suite"], entries[0]["suite_version"]
+    attacks = sorted({a for e in entries for a in e["attacks"]})
+    head = ["Rank", "Defense", "Labels", "Seeds", f"worst {RANK_KEY} ↓", "worst AUC ↓", "ε (δ)"]
+    head += [f"{a} AUC / {RANK_KEY}" for a in attacks]
+    lines = [f"## Suite `{suite}` (protocol version {version})", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    defenses = rank([e for e in entries if "control" not in e.get("labels", [])])
+    controls = rank([e for e in entries if "control" in e.get("labels", [])])
+    for i, e in enumerate(defenses + controls, start=1):
+        row = [str(i) if e in defenses else "–", f"`{e['defense']}`", _labels(e), str(len(e["seeds"])),
+               worst_case(e, RANK_KEY).fmt(), worst_case(e, "auc").fmt(), _epsilon(e)]
+        row += [f"{per_attack(e, a, 'auc').fmt()} / {per_attack(e, a, RANK_KEY).fmt()}" if a in e["attacks"] else "–"
+                for a in attacks]
+        lines.append("| " + " | ".join(row) + " |")
+    n_non = sorted({s["n_non_members"] for e in entries for s in e["seeds"].values()})
+    n_mem = sorted({s["n_members"] for e in entries for s in e["seeds"].values()})
+    lines += ["", f"Members per run: {', '.join(map(str, n_mem))}; non-members: {', '.join(map(str, n_non))}. "
+              "Values are mean ± 95% t-interval half-width over seeds; TPR at x% FPR is the largest empirical TPR "
+              "with FPR ≤ x (no interpolation). Lower is more private."]
+    flagged = _underpowered(entries)
+    if flagged:
+        lines.append(f"**Underpowered:** {', '.join(flagged)} rest on fewer than 10/x non-members; read them as "
+                     "TPR at (near) zero false positives, not at the nominal FPR.")
+    lines.append("")
+    lines += [f"- `{a}`: access `{v['access']}`, {v['variant']}" for a, v in
+              sorted({a: v for e in entries for a, v in e["attacks"].items()}.items())]
+    return "\n".join(lines) + "\n"
+
+
+def _epsilon(e: dict[str, Any]) -> str:
+    eps = [s["privacy_guarantee"].get("epsilon") for s in e["seeds"].values() if s.get("privacy_guarantee")]
+    if not eps:
+        return "–"
+    delta = next(iter(e["seeds"].values()))["privacy_guarantee"].get("delta")
+    return f"{Stat.of(eps).fmt(2)} ({delta:g})"
+
+
+def _environment(entries: list[dict[str, Any]]) -> str:
+    envs = {json.dumps({k: e["environment"].get(k) for k in ("python", "device", "cpu_count", "packages")},
+                       sort_keys=True) for e in entries}
+    commits = sorted({s["git"] for e in entries for s in e["seeds"].values() if s.get("git")})
+    lines = ["## Environment", ""]
+    for env in sorted(envs):
+        d = json.loads(env)
+        pk = ", ".join(f"{k} {v}" for k, v in sorted((d.get("packages") or {}).items()) if v)
+        lines.append(f"- Python {d.get('python')} on {d.get('device')} ({d.get('cpu_count')} CPUs): {pk}")
+    if commits:
+        lines.append(f"- mia_bench commits: {', '.join(c[:10] for c in commits)}")
+    return "\n".join(lines) + "\n"
+
+
+def render(entries: list[dict[str, Any]]) -> str:
+    out = ["# mia_bench leaderboard", "",
+           "Generated by `mia-bench leaderboard` from `leaderboard/entries/`; do not edit by hand.", ""]
+    by_suite: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
+    for e in entries:
+        by_suite[(e["suite"], e["suite_version"])].append(e)
+    for key in sorted(by_suite):
+        out.append(render_suite(by_suite[key]))
+    if entries:
+        out.append(_environment(entries))
+    else:
+        out.append("No entries yet: run `make bench DEFENSE=none`.\n")
+    return "\n".join(out)
+
+
+def write_leaderboard(entries_dir: Path, out_md: Path) -> str:
+    text = render(load_entries(entries_dir))
+    atomic_write_text(out_md, text)
+    return text

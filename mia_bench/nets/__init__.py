@@ -1,0 +1,1 @@
+"""Architectures and shared maths (losses, distances) used by defenses and attacks."""

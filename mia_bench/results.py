@@ -1,0 +1,145 @@
+"""RunRecord: the versioned JSON result of one run (suite x defense x seed), and where runs live on disk.
+
+results/<suite>/<defense>/seed<k>/
+    record.json     this record (written last: its presence means the run is complete)
+    scores.npz      raw per-record attack scores, record ids and membership (new metrics need no retraining)
+    samples.npz     the released samples
+    checkpoint.pt   the trained defense (weights_only-loadable)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from mia_bench.config import REPO_ROOT
+from mia_bench.errors import MiaBenchError
+from mia_bench.io import atomic_write_json
+
+RECORD_SCHEMA = "mia_bench.record/1"
+_PACKAGES = ("torch", "lightning", "torchmetrics", "scikit-learn", "numpy", "scipy", "opacus", "wandb", "omegaconf")
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    root: Path
+
+    @classmethod
+    def of(cls, results_dir: Path, suite: str, defense: str, seed: int) -> RunPaths:
+        return cls(Path(results_dir) / suite / defense / f"seed{seed}")
+
+    @property
+    def record(self) -> Path:
+        return self.root / "record.json"
+
+    @property
+    def scores(self) -> Path:
+        return self.root / "scores.npz"
+
+    @property
+    def samples(self) -> Path:
+        return self.root / "samples.npz"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.root / "checkpoint.pt"
+
+
+@dataclass
+class RunRecord:
+    suite: str
+    suite_version: int
+    defense: str
+    seed: int
+    config: dict[str, Any]
+    config_digest: str
+    overrides: list[str]
+    split_digest: str
+    split_sizes: dict[str, int]
+    member_fraction: float
+    attacks: dict[str, dict[str, Any]]  # name -> {access, variant, settings, metrics, seconds}
+    labels: list[str] = field(default_factory=list)  # "control", "reconstructed", ...
+    utility: dict[str, Any] = field(default_factory=dict)
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+    privacy_guarantee: dict[str, Any] = field(default_factory=dict)  # epsilon, delta for DP defenses
+    environment: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    wall_time_s: float = 0.0
+    wandb_run_id: str | None = None
+    created_at: str = ""
+    schema: str = RECORD_SCHEMA
+
+    @property
+    def official(self) -> bool:
+        """Run with the suite's own settings (no command-line overrides): eligible for the leaderboard."""
+        return not self.overrides
+
+    def write(self, path: Path) -> None:
+        atomic_write_json(path, asdict(self))
+
+    @classmethod
+    def read(cls, path: Path) -> RunRecord:
+        try:
+            d = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise MiaBenchError(f"cannot read record {path}: {e}") from None
+        if d.get("schema") != RECORD_SCHEMA:
+            raise MiaBenchError(f"{path}: record schema {d.get('schema')!r}, expected {RECORD_SCHEMA!r}")
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+
+
+def git_revision(root: Path = REPO_ROOT) -> dict[str, Any]:
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+    if head.returncode != 0:
+        return {"commit": None, "dirty": None}
+    return {"commit": head.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+
+
+def environment() -> dict[str, Any]:
+    import torch
+
+    versions: dict[str, str | None] = {}
+    for pkg in _PACKAGES:
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = None
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+        "torch_threads": torch.get_num_threads(),
+        "packages": versions,
+        "mia_bench": metadata.version("mia_bench") if _installed("mia_bench") else None,
+        "git": git_revision(),
+    }
+
+
+def _installed(pkg: str) -> bool:
+    try:
+        metadata.version(pkg)
+        return True
+    except metadata.PackageNotFoundError:
+        return False
+
+
+def find_records(results_dir: Path) -> list[Path]:
+    return sorted(Path(results_dir).glob("*/*/seed*/record.json"))

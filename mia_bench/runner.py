@@ -1,4 +1,8 @@
-"""One run = one suite x defense x seed: split -> train -> checkpoint -> release -> attacks -> metrics -> record."""
+"""One run = one suite x defense x seed: split -> train -> checkpoint -> release -> attacks -> metrics -> record.
+
+Each stage is a function of its own (`obtain_defense`, `release`, `attack_all`, `diagnose`), so a stage
+can be rerun or replaced without touching the others.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +12,21 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
 
-from mia_bench.attacks import ATTACKS, AttackerKnowledge, make_view
+from mia_bench.attacks import ATTACKS, AttackerKnowledge, Recipe, make_view
 from mia_bench.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from mia_bench.config import ResolvedRun, TrainerConfig
 from mia_bench.data import ArrayDataset, MembershipSplit, load_dataset
 from mia_bench.data.datamodule import MembershipDataModule
-from mia_bench.defenses import DEFENSES, Defense
+from mia_bench.defenses import DEFENSES, Defense, Released
 from mia_bench.errors import CheckpointError, MiaBenchError
 from mia_bench.io import atomic_save_npz
+from mia_bench.metrics.overfitting import discriminator_diagnostics
 from mia_bench.metrics.privacy import privacy_report
 from mia_bench.results import RunPaths, RunRecord, environment, now_iso
 
@@ -37,7 +43,6 @@ def build_trainer(cfg: TrainerConfig, *, logger: object = False, callbacks: list
 
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         logging.getLogger(name).setLevel(logging.WARNING)  # hardware banners and tips, printed per run
-
     return L.Trainer(
         max_epochs=1,  # the loader yields exactly the budget's batches in one epoch
         accelerator=cfg.accelerator, devices=cfg.devices, strategy=cfg.strategy, num_nodes=cfg.num_nodes,
@@ -50,25 +55,35 @@ def build_trainer(cfg: TrainerConfig, *, logger: object = False, callbacks: list
     )
 
 
-def train_defense(resolved: ResolvedRun, data: ArrayDataset, split: MembershipSplit, seed: int,
-                  *, logger: object = False, callbacks: list | None = None) -> Defense:
-    """Seed, build and fit the defense on its training role of the split."""
-    cls = DEFENSES.get(resolved.defense_name)
+def fit_defense(*, defense: str, params: Any, trainer: TrainerConfig, data: ArrayDataset, train_ids: np.ndarray,
+                seed: int, reference_ids: np.ndarray | None = None, logger: object = False,
+                callbacks: list | None = None) -> Defense:
+    """Seed, build and fit `defense` on the records `train_ids` (the target, or a shadow/reference model)."""
+    cls = DEFENSES.get(defense)
     L.seed_everything(seed, workers=True, verbose=False)
-    n_train = int(getattr(split, cls.train_role).size)
-    model = cls(config=resolved.defense_params, info=data.info, n_train=n_train)
-    cfg = resolved.config.trainer
-    dm = MembershipDataModule(data=data, split=split, batch_size=cfg.batch_size, train_role=cls.train_role,
-                              num_batches=cfg.max_steps * model.batches_per_generator_step,
-                              n_shards=model.n_shards, with_reference=cls.needs_reference)
+    model = cls(config=params, info=data.info, n_train=int(np.asarray(train_ids).size))
+    dm = MembershipDataModule(data=data, train_ids=train_ids, seed=seed, batch_size=trainer.batch_size,
+                              num_batches=trainer.max_steps * model.batches_per_generator_step,
+                              n_shards=model.n_shards, reference_ids=reference_ids if cls.needs_reference else None)
     model.prepare(*dm.train_tensors())
     if cls.trainable:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
             warnings.filterwarnings("ignore", message=".*You called `self.log.*no logger.*")
             warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated.*")
-            build_trainer(cfg, logger=logger, callbacks=callbacks).fit(model, datamodule=dm)
+            build_trainer(trainer, logger=logger, callbacks=callbacks).fit(model, datamodule=dm)
     return model.cpu().eval()
+
+
+def train_defense(resolved: ResolvedRun, data: ArrayDataset, split: MembershipSplit, seed: int,
+                  *, logger: object = False, callbacks: list | None = None) -> Defense:
+    """Fit the run's defense on its training role of the split (members; the reference set for controls)."""
+    cls = DEFENSES.get(resolved.defense_name)
+    if cls.needs_reference and split.reference.size == 0:
+        raise MiaBenchError(f"defense '{cls.name}' needs reference data; set split.reference > 0 in the suite")
+    return fit_defense(defense=resolved.defense_name, params=resolved.defense_params, trainer=resolved.config.trainer,
+                       data=data, train_ids=getattr(split, cls.train_role), seed=seed,
+                       reference_ids=split.reference, logger=logger, callbacks=callbacks)
 
 
 def obtain_defense(resolved: ResolvedRun, data: ArrayDataset, split: MembershipSplit, seed: int,
@@ -87,6 +102,59 @@ def obtain_defense(resolved: ResolvedRun, data: ArrayDataset, split: MembershipS
     return model, False
 
 
+def release(defense: Defense, n: int, seed: int, paths: RunPaths) -> Released:
+    released = defense.sample(n, generator=torch.Generator().manual_seed(seed))
+    atomic_save_npz(paths.samples, x=released.x.numpy(),
+                    y=released.y.numpy() if released.y is not None else np.zeros(0, np.int64))
+    return released
+
+
+def attack_all(resolved: ResolvedRun, seed: int, defense: Defense, released: Released, data: ArrayDataset,
+               split: MembershipSplit, cache_dir: Path) -> tuple[dict[str, dict], dict[str, np.ndarray]]:
+    """Run every attack of the suite; returns (per-attack description + metrics, raw scores)."""
+    cfg = resolved.config
+    query_ids, is_member = queries(split)
+    qx, qy = data.take(query_ids)
+    recipe = Recipe.of(resolved, data.info)
+    attacks: dict[str, dict] = {}
+    raw: dict[str, np.ndarray] = {}
+    for name, params in resolved.attack_params.items():
+        t = time.perf_counter()
+        cls = ATTACKS.get(name)
+        attack = cls(config=params, seed=seed)
+        view = make_view(defense, cls.access, released)
+        knowledge = AttackerKnowledge(data={role: data.take(getattr(split, role)) for role in cls.needs},
+                                      ids={role: np.asarray(getattr(split, role)) for role in cls.needs},
+                                      recipe=recipe, dataset=data if cls.needs else None, cache_dir=cache_dir, seed=seed)
+        attack.fit(view, knowledge)
+        scores = np.asarray(attack.score(view, qx, qy), dtype=np.float64)
+        if scores.shape != (qx.shape[0],) or not np.isfinite(scores).all():
+            raise MiaBenchError(f"attack '{name}' returned scores of shape {scores.shape} "
+                                f"(finite: {bool(np.isfinite(scores).all())}); expected ({qx.shape[0]},) finite floats")
+        metrics = privacy_report(scores, is_member, fprs=tuple(cfg.metrics.fprs), n_boot=cfg.metrics.bootstrap,
+                                 seed=seed)
+        attacks[name] = {**attack.describe(), "metrics": metrics, "seconds": round(time.perf_counter() - t, 3)}
+        raw[f"score/{name}"] = scores
+    return attacks, raw
+
+
+def queries(split: MembershipSplit) -> tuple[np.ndarray, np.ndarray]:
+    """Scored records (members then non-members) and their membership."""
+    ids = np.concatenate([split.members, split.non_members])
+    return ids, np.r_[np.ones(split.members.size, bool), np.zeros(split.non_members.size, bool)]
+
+
+@torch.no_grad()
+def diagnose(defense: Defense, data: ArrayDataset, split: MembershipSplit) -> dict[str, Any]:
+    """White-box overfitting of the discriminator (O_BC, TVD), recorded for every defense."""
+    out = {}
+    for role in ("members", "non_members"):
+        x, y = data.take(getattr(split, role))
+        out[role] = defense.discriminate(x, y).double().numpy()
+    return {"discriminator": discriminator_diagnostics(out["members"], out["non_members"],
+                                                       is_logit=defense.discriminator_is_logit)}
+
+
 def run(resolved: ResolvedRun, seed: int, *, results_dir: Path, logger: object = False) -> RunRecord:
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
@@ -99,22 +167,13 @@ def run(resolved: ResolvedRun, seed: int, *, results_dir: Path, logger: object =
     with _stage(timings, "train"):
         defense, reused = obtain_defense(resolved, data, split, seed, paths, logger=logger)
     with _stage(timings, "release"):
-        released = defense.sample(cfg.release.n_samples, generator=torch.Generator().manual_seed(seed))
-        atomic_save_npz(paths.samples, x=released.x.numpy(),
-                        y=released.y.numpy() if released.y is not None else np.zeros(0, np.int64))
-    query_ids = np.concatenate([split.members, split.non_members])
-    is_member = np.concatenate([np.ones(split.members.size, bool), np.zeros(split.non_members.size, bool)])
-    qx, qy = data.take(query_ids)
-    attacks: dict[str, dict] = {}
-    raw: dict[str, np.ndarray] = {}
-    for name, params in resolved.attack_params.items():
-        t = time.perf_counter()
-        scores, described = _attack_scores(name, params, seed, defense, released, data, split, qx, qy)
-        metrics = privacy_report(scores, is_member, fprs=tuple(cfg.metrics.fprs), n_boot=cfg.metrics.bootstrap,
-                                 seed=seed)
-        attacks[name] = {**described, "metrics": metrics, "seconds": round(time.perf_counter() - t, 3)}
-        raw[f"score/{name}"] = scores
-    timings["attacks"] = round(sum(a["seconds"] for a in attacks.values()), 3)
+        released = release(defense, cfg.release.n_samples, seed, paths)
+    with _stage(timings, "attacks"):
+        attacks, raw = attack_all(resolved, seed, defense, released, data, split,
+                                  cache_dir=Path(results_dir) / cfg.suite / "_cache")
+    with _stage(timings, "diagnostics"):
+        diagnostics = diagnose(defense, data, split)
+    query_ids, is_member = queries(split)
     atomic_save_npz(paths.scores, record_id=query_ids, is_member=is_member, **raw)
     cls = type(defense)
     labels = [lab for lab, on in (("control", cls.is_control), ("reconstructed", cls.reconstructed)) if on]
@@ -122,23 +181,9 @@ def run(resolved: ResolvedRun, seed: int, *, results_dir: Path, logger: object =
         suite=cfg.suite, suite_version=cfg.version, defense=resolved.defense_name, seed=seed,
         config=resolved.to_dict(), config_digest=resolved.digest(), overrides=resolved.overrides,
         split_digest=split.digest(), split_sizes=split.sizes(), member_fraction=split.member_fraction(),
-        attacks=attacks, labels=labels, privacy_guarantee=defense.privacy_report(),
+        attacks=attacks, labels=labels, diagnostics=diagnostics, privacy_guarantee=defense.privacy_report(),
         environment=environment(), timings={**timings, "checkpoint_reused": float(reused)},
         wall_time_s=round(time.perf_counter() - t_start, 3), created_at=now_iso(),
     )
     record.write(paths.record)
     return record
-
-
-def _attack_scores(name: str, params: object, seed: int, defense: Defense, released, data: ArrayDataset,
-                   split: MembershipSplit, qx: torch.Tensor, qy: torch.Tensor) -> tuple[np.ndarray, dict]:
-    cls = ATTACKS.get(name)
-    attack = cls(config=params, seed=seed)
-    view = make_view(defense, cls.access, released)
-    knowledge = AttackerKnowledge({role: data.take(getattr(split, role)) for role in cls.needs})
-    attack.fit(view, knowledge)
-    scores = np.asarray(attack.score(view, qx, qy), dtype=np.float64)
-    if scores.shape != (qx.shape[0],) or not np.isfinite(scores).all():
-        raise MiaBenchError(f"attack '{name}' returned scores of shape {scores.shape} "
-                            f"(finite: {np.isfinite(scores).all()}); expected ({qx.shape[0]},) finite floats")
-    return scores, attack.describe()

@@ -18,7 +18,7 @@ def _dm(digits, **kw):
     split = MembershipSplit.make(n_records=len(digits), sizes=SplitConfig(), seed=3)
     args = dict(data=digits, split=split, batch_size=32, num_batches=25)
     args.update(kw)
-    return MembershipDataModule(**args), split
+    return MembershipDataModule.for_split(**args), split
 
 
 def test_batches_come_from_members_by_indexing(digits):

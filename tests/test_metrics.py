@@ -133,3 +133,20 @@ def test_bad_inputs_are_refused():
         auc(np.array([np.nan, 1.0]), np.array([True, False]))
     with pytest.raises(ValueError, match="both members and non-members"):
         auc(np.array([0.0, 1.0]), np.array([True, True]))
+
+
+@given(m=st.lists(st.floats(0, 1), min_size=5, max_size=200), n=st.lists(st.floats(0, 1), min_size=5, max_size=200))
+def test_bc_and_tvd_satisfy_their_bounds(m, n):
+    from mia_bench.metrics.overfitting import bc_overfitting, tvd
+
+    o_bc, t = bc_overfitting(np.array(m), np.array(n)), tvd(np.array(m), np.array(n))
+    bc = 1 - o_bc
+    assert -1e-9 <= o_bc <= 1 and 1 - bc <= t + 1e-9 and t <= np.sqrt(max(1 - bc**2, 0)) + 1e-9
+
+
+def test_bc_is_zero_for_identical_and_one_for_disjoint_outputs():
+    from mia_bench.metrics.overfitting import bc_overfitting
+
+    x = np.linspace(0, 1, 100)
+    assert bc_overfitting(x, x) == pytest.approx(0.0, abs=1e-12)
+    assert bc_overfitting(np.full(10, 0.95), np.full(10, 0.05)) == pytest.approx(1.0)

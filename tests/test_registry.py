@@ -41,4 +41,4 @@ def test_project_registries_are_populated():
     assert {"ganleaks_fbb", "logan_wb"} <= set(ATTACKS.names())
     assert {"auc", "tpr_at_fpr", "precision_at_n", "balanced_accuracy"} <= set(METRICS.names())
     for name, spec in METRICS.items():
-        assert spec.name == name and spec.kind in ("privacy", "utility")
+        assert spec.name == name and spec.kind in ("privacy", "utility", "diagnostic")

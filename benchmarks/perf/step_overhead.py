@@ -38,7 +38,7 @@ class Timer(L.Callback):
 def lightning_step(resolved, data, split, steps: int, progress: bool) -> float:
     L.seed_everything(0, verbose=False)
     model = DEFENSES.get("none")(config=resolved.defense_params, info=data.info, n_train=split.members.size)
-    dm = MembershipDataModule(data=data, split=split, batch_size=128, num_batches=steps)
+    dm = MembershipDataModule(data=data, train_ids=split.members, seed=0, batch_size=128, num_batches=steps)
     model.prepare(*dm.train_tensors())
     timer = Timer()
     cfg = copy.deepcopy(resolved.config.trainer)

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import abc
 import enum
+import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -92,11 +95,39 @@ def make_view(defense: Defense, access: AccessLevel, released: Released) -> Targ
     return TargetView(access=access, info=defense.info, released=released, generator=gen, discriminator=disc)
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """How the target was trained, which the attacker is assumed to know (Kerckhoffs): shadow, reference
+    and substitute models are trained with it. It holds no data and no weights of the target."""
+
+    defense: str
+    params: Any  # the defense's Config dataclass
+    trainer: Any  # TrainerConfig
+    info: DataInfo
+
+    @classmethod
+    def of(cls, resolved: Any, info: DataInfo) -> Recipe:
+        return cls(defense=resolved.defense_name, params=resolved.defense_params,
+                   trainer=resolved.config.trainer, info=info)
+
+    def digest(self) -> str:
+        trainer = {k: v for k, v in asdict(self.trainer).items() if k != "progress_bar"}
+        blob = json.dumps({"defense": self.defense, "params": asdict(self.params), "trainer": trainer,
+                           "info": self.info.to_dict()}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
 @dataclass
 class AttackerKnowledge:
-    """Attacker-side data, by split role (never members or non-members): role -> (x, y)."""
+    """What the attacker holds besides the view: its own data by split role (never members or
+    non-members), the record ids of that data, the target's recipe, and a cache folder for its models."""
 
     data: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    ids: dict[str, np.ndarray] = field(default_factory=dict)
+    recipe: Recipe | None = None
+    dataset: Any = None  # the ArrayDataset, for training models on `ids` (attacker roles only)
+    cache_dir: Path | None = None
+    seed: int = 0
 
     def get(self, role: str) -> tuple[torch.Tensor, torch.Tensor]:
         if role not in self.data:

@@ -87,42 +87,50 @@ class _InMemory(Dataset):
 
 
 class MembershipDataModule(L.LightningDataModule):
-    def __init__(self, *, data: ArrayDataset, split: MembershipSplit, batch_size: int, num_batches: int,
-                 train_role: str = "members", n_shards: int = 1, with_reference: bool = False) -> None:
-        super().__init__()
-        self.data, self.split, self.train_role = data, split, train_role
-        self.batch_size, self.num_batches = batch_size, num_batches
-        self.with_reference = with_reference
-        ids = np.asarray(getattr(split, train_role))
-        if n_shards < 1 or n_shards > ids.size:
-            raise ConfigError(f"n_shards={n_shards} must be between 1 and the {ids.size} training records")
-        # shard assignment: a seeded permutation of the training records cut into k near-equal parts
-        perm = np.random.default_rng([split.seed, 1]).permutation(ids.size)
-        self.shards: list[np.ndarray] = np.array_split(perm, n_shards)
+    """Serves `train_ids` (dataset record ids; a split role, or a shadow model's subset) in batches.
 
-    @property
-    def train_ids(self) -> np.ndarray:
-        """Dataset record ids of the training records, in the order of `train_tensors()`."""
-        return np.asarray(getattr(self.split, self.train_role))
+    Shards: a seeded permutation of the training records cut into `n_shards` near-equal parts; with
+    `reference_ids`, every batch also carries a reference batch (for defenses that declare the need).
+    """
+
+    def __init__(self, *, data: ArrayDataset, train_ids: np.ndarray, batch_size: int, num_batches: int,
+                 seed: int, n_shards: int = 1, reference_ids: np.ndarray | None = None) -> None:
+        super().__init__()
+        self.data = data
+        self.train_ids = np.asarray(train_ids, dtype=np.int64)
+        self.reference_ids = None if reference_ids is None else np.asarray(reference_ids, dtype=np.int64)
+        self.batch_size, self.num_batches, self.seed = batch_size, num_batches, seed
+        if n_shards < 1 or n_shards > self.train_ids.size:
+            raise ConfigError(f"n_shards={n_shards} must be between 1 and the {self.train_ids.size} training records")
+        perm = np.random.default_rng([seed, 1]).permutation(self.train_ids.size)
+        self.shards: list[np.ndarray] = np.array_split(perm, n_shards)  # positions into train_ids
+
+    @classmethod
+    def for_split(cls, *, data: ArrayDataset, split: MembershipSplit, train_role: str = "members",
+                  with_reference: bool = False, **kw) -> MembershipDataModule:
+        if with_reference and split.reference.size == 0:
+            raise ConfigError("this defense needs reference data; set split.reference > 0 in the suite")
+        return cls(data=data, train_ids=getattr(split, train_role), seed=split.seed,
+                   reference_ids=split.reference if with_reference else None, **kw)
 
     def train_tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """All training records, in the order of `train_ids`: x (n, *shape), y (n,)."""
         return self.data.take(self.train_ids)
 
     def shard_ids(self, shard: int) -> np.ndarray:
+        """Dataset record ids of shard `shard`."""
         return self.train_ids[self.shards[shard]]
 
     def train_dataloader(self) -> DataLoader:
         x, y = self.train_tensors()
-        ids = torch.tensor(self.train_ids, dtype=torch.int64)
+        ids = torch.tensor(self.train_ids)
         shard_of = torch.empty(ids.numel(), dtype=torch.int64)
         for k, pos in enumerate(self.shards):
             shard_of[torch.from_numpy(pos)] = k
         ref = None
-        if self.with_reference:
-            if self.split.reference.size == 0:
-                raise ConfigError("this defense needs reference data; set split.reference > 0 in the suite")
-            ref = (*self.data.take(self.split.reference), torch.tensor(self.split.reference, dtype=torch.int64))
+        if self.reference_ids is not None:
+            ref = (*self.data.take(self.reference_ids), torch.tensor(self.reference_ids))
         sampler = RoundSampler(shards=self.shards, n_reference=0 if ref is None else int(ref[2].numel()),
                                batch_size=self.batch_size, num_batches=self.num_batches,
-                               seed=int(np.random.default_rng([self.split.seed, 2]).integers(2**31)))
+                               seed=int(np.random.default_rng([self.seed, 2]).integers(2**31)))
         return DataLoader(_InMemory(x, y, ids, shard_of, ref), sampler=sampler, batch_size=None, num_workers=0)

@@ -63,6 +63,11 @@ class Defense(L.LightningModule):
         return 1
 
     @property
+    def discriminator_is_logit(self) -> bool:
+        """True when `discriminate` returns a pre-sigmoid probability logit (not a critic or a distance)."""
+        return True
+
+    @property
     def z_dim(self) -> int:
         return int(self.players["generator"].z_dim)  # type: ignore[arg-type]
 

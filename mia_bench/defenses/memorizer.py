@@ -40,6 +40,10 @@ class Memorizer(Defense):
         self.register_buffer("memory_y", torch.zeros(n_train, dtype=torch.int64))
 
     @property
+    def discriminator_is_logit(self) -> bool:
+        return False  # minus the distance to the nearest member
+
+    @property
     def z_dim(self) -> int:
         return self.info.dim
 

@@ -53,6 +53,10 @@ class UnprotectedGAN(Defense):
     def batches_per_generator_step(self) -> int:
         return self.config.n_critic if self.config.loss == "wgan-gp" else 1
 
+    @property
+    def discriminator_is_logit(self) -> bool:
+        return self.config.loss == "gan"
+
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         c = self.config
         betas = (c.beta1, c.beta2)

@@ -14,7 +14,7 @@ class MetricSpec:
     name: str
     fn: Callable[..., Any]
     higher_is_better: bool  # for the defense: privacy metrics measure leakage, so False
-    kind: str  # "privacy" (scores, is_member) | "utility" (real, synthetic)
+    kind: str  # "privacy" (scores, is_member) | "utility" (real, synthetic) | "diagnostic" (white-box)
     description: str
 
 

@@ -60,7 +60,8 @@ def run_table(record) -> Table:  # noqa: ANN001 - RunRecord
     for name, res in record.attacks.items():
         m = res["metrics"]
         auc = m["auc"]
-        t.add_row(name, res["access"], f"{auc['value']:.3f} [{auc['ci'][0]:.3f}, {auc['ci'][1]:.3f}]",
+        ci = f" [{auc['ci'][0]:.3f}, {auc['ci'][1]:.3f}]" if auc["ci"] else ""
+        t.add_row(name, res["access"], f"{auc['value']:.3f}{ci}",
                   _cell(m["tpr@1%fpr"]), _cell(m["tpr@0.1%fpr"]),
                   f"{m['precision@n']['value']:.3f} ({m['precision@n']['chance']:.2f})", f"{res['seconds']:.1f}")
     t.caption = "† underpowered: fewer than 10/x non-members"

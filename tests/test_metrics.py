@@ -150,3 +150,12 @@ def test_bc_is_zero_for_identical_and_one_for_disjoint_outputs():
     x = np.linspace(0, 1, 100)
     assert bc_overfitting(x, x) == pytest.approx(0.0, abs=1e-12)
     assert bc_overfitting(np.full(10, 0.95), np.full(10, 0.05)) == pytest.approx(1.0)
+
+
+def test_report_without_bootstrap_has_no_intervals_and_is_json_safe():
+    import json
+
+    y = np.r_[np.ones(20, bool), np.zeros(20, bool)]
+    rep = privacy_report(np.arange(40.0), y, n_boot=0)
+    assert rep["auc"]["ci"] is None
+    json.dumps(rep, allow_nan=False)

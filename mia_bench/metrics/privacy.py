@@ -125,12 +125,15 @@ def fpr_key(a: float) -> str:
 
 def privacy_report(scores: np.ndarray, is_member: np.ndarray, *, fprs: tuple[float, ...] = (0.001, 0.01, 0.1),
                    n_boot: int = 200, seed: int = 0) -> dict:
-    """Every privacy metric of one attack, each as {value, ci}, plus the TPR counts and the sample sizes."""
+    """Every privacy metric of one attack, each as {value, ci (None when n_boot=0)}, plus the TPR counts
+    and the sample sizes."""
     s, y = _check(scores, is_member)
     point = _summary(s, y, fprs)
-    ci = bootstrap_intervals(s, y, fprs=fprs, n_boot=n_boot, seed=seed) if n_boot else np.full((point.size, 2), np.nan)
     names = ["auc", *[fpr_key(a) for a in fprs], "precision@n", "balanced_accuracy"]
-    report: dict = {k: {"value": float(v), "ci": [float(lo), float(hi)]} for k, v, (lo, hi) in zip(names, point, ci, strict=True)}
+    report: dict = {k: {"value": float(v), "ci": None} for k, v in zip(names, point, strict=True)}
+    if n_boot:
+        for k, (lo, hi) in zip(names, bootstrap_intervals(s, y, fprs=fprs, n_boot=n_boot, seed=seed), strict=True):
+            report[k]["ci"] = [float(lo), float(hi)]
     for a in fprs:
         report[fpr_key(a)]["detail"] = tpr_at_fpr(s, y, a).to_dict()
     n_mem, n_non = int(y.sum()), int((~y).sum())

@@ -67,6 +67,7 @@ class UtilityConfig:
     classifier_max_train: int = 20000  # cap on its training records
     downstream_epochs: int = 30  # the fixed downstream recipe, trained on the released samples
     device: str = "auto"  # "auto" (cuda when available) | "cpu" | "cuda"
+    n_jobs: int = 1  # parallel DWpre regressions (binary tables; -1 = every core)
 
 
 @dataclass

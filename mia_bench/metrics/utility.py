@@ -34,10 +34,11 @@ from mia_bench.data import ArrayDataset, MembershipSplit
 from mia_bench.data.datasets import DataKind
 from mia_bench.errors import ConfigError, MiaBenchError
 from mia_bench.metrics.base import METRICS, register_metric
-from mia_bench.metrics.dwp import dimension_wise_prediction, dimension_wise_probability, scatter_png
+from mia_bench.metrics.dwp import dimension_wise_prediction, dimension_wise_probability
 from mia_bench.metrics.evaluator import Evaluator, evaluator_ids, get_evaluator
 from mia_bench.metrics.fidelity import fidelity_missing, inception_fid
 from mia_bench.nets.classifier import TrainRecipe, accuracy, fit_classifier, predict, seeded_classifier
+from mia_bench.plots import scatter_png
 
 if TYPE_CHECKING:
     from mia_bench.defenses.base import Released
@@ -124,13 +125,13 @@ def _image_metrics(u: Any, ev: Evaluator, real: torch.Tensor, fake: torch.Tensor
 
 
 def _binary_metrics(data: ArrayDataset, split: MembershipSplit, real: torch.Tensor, fake: torch.Tensor, n: int,
-                    out_dir: Path | None, metrics: dict, details: dict) -> None:
+                    n_jobs: int, out_dir: Path | None, metrics: dict, details: dict) -> None:
     to01 = lambda t: (t.flatten(1) > 0).numpy().astype(np.int8)  # noqa: E731 - [-1, 1] -> 0/1 at p = 0.5
     dwp = dimension_wise_probability(to01(real), to01(fake))
     pool = evaluator_ids(split, len(data), 0, split.seed)
     train_ids = np.random.default_rng([split.seed, 11]).permutation(pool)[:n]
     test = data.take(split.non_members)[0]
-    dwpre = dimension_wise_prediction(to01(data.take(train_ids)[0]), to01(fake), to01(test))
+    dwpre = dimension_wise_prediction(to01(data.take(train_ids)[0]), to01(fake), to01(test), n_jobs=n_jobs)
     metrics["dwp_mae"] = dwp["mae"]
     if dwpre["mae"] is not None:
         metrics["dwpre_mae"] = dwpre["mae"]
@@ -190,7 +191,7 @@ def evaluate_utility(u: Any, released: Released, data: ArrayDataset, split: Memb
     if info.kind is DataKind.IMAGE and ev is not None:
         _image_metrics(u, ev, real, fake, device, metrics, details)
     if info.binary:
-        _binary_metrics(data, split, real, fake, n, out_dir, metrics, details)
+        _binary_metrics(data, split, real, fake, n, u.n_jobs, out_dir, metrics, details)
     if info.n_classes >= 2:
         _downstream(u, data, split, released, ev, seed, device, metrics, details)
     return {"main": _main(u.main, info, metrics), "metrics": {k: float(v) for k, v in metrics.items()},

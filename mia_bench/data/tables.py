@@ -56,6 +56,27 @@ def _labels(values: list[str], where: str) -> tuple[np.ndarray, list[str]]:
     return np.array([index[v] for v in values], np.int64), classes
 
 
+def _binary_source(path: Path, label: str | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Raw cells and optional labels of a binary table: NPZ arrays x[, y], or a CSV (label column -> y)."""
+    if path.suffix == ".npz":
+        from mia_bench.io import load_npz
+
+        blob = load_npz(path)
+        if "x" not in blob:
+            raise DataError(f"{path} has no array 'x' (keys: {sorted(blob)})")
+        if label:
+            raise DataError("options.label applies to CSV tables; store NPZ labels as array 'y'")
+        return np.asarray(blob["x"]), blob.get("y")
+    header, body = _read_csv(path)
+    x = np.array(body)
+    if not label:
+        return x, None
+    if label not in header:
+        raise DataError(f"{path} has no column '{label}'; columns start {header[:5]}")
+    y, _ = _labels(list(x[:, header.index(label)]), str(path))
+    return np.delete(x, header.index(label), axis=1), y
+
+
 # ---- binary table ---------------------------------------------------------------------------------
 @DATASETS.register("binary_table")
 def load_binary_table(cfg: DatasetConfig) -> ArrayDataset:
@@ -67,26 +88,7 @@ def load_binary_table(cfg: DatasetConfig) -> ArrayDataset:
                         "(np.savez(path, x=matrix[, y=labels])) or a CSV with a header of code names; MIMIC-III needs "
                         "credentialed access (physionet.org), build its matrix with medGAN's process_mimic.py (binary "
                         "mode) and save it as NPZ. It cannot be downloaded automatically. Or set dataset.options.file.")
-    y = None
-    if path.suffix == ".npz":
-        from mia_bench.io import load_npz
-
-        blob = load_npz(path)
-        if "x" not in blob:
-            raise DataError(f"{path} has no array 'x' (keys: {sorted(blob)})")
-        x = np.asarray(blob["x"])
-        y = blob.get("y")
-        if cfg.options.get("label"):
-            raise DataError("options.label applies to CSV tables; store NPZ labels as array 'y'")
-    else:
-        header, body = _read_csv(path)
-        x = np.array(body)
-        label = cfg.options.get("label")
-        if label:
-            if label not in header:
-                raise DataError(f"{path} has no column '{label}'; columns start {header[:5]}")
-            y, _ = _labels(list(x[:, header.index(label)]), str(path))
-            x = np.delete(x, header.index(label), axis=1)
+    x, y = _binary_source(path, cfg.options.get("label"))
     try:
         values = x.astype(np.float64)
     except ValueError:

@@ -41,6 +41,7 @@ from mia_bench.nets.classifier import TrainRecipe, accuracy, fit_classifier, pre
 from mia_bench.plots import scatter_png
 
 if TYPE_CHECKING:
+    from mia_bench.config import UtilityConfig
     from mia_bench.defenses.base import Released
 
 INCEPTION_MIN_SIDE = 28  # "auto" never upsamples 8x8 digits to 299 px (meaningless, ALGORITHMS 4.2)
@@ -90,7 +91,7 @@ def _device(choice: str) -> str:
     return choice
 
 
-def _inception(u: Any, real: torch.Tensor, fake: torch.Tensor, device: str) -> tuple[float | None, dict]:
+def _inception(u: UtilityConfig, real: torch.Tensor, fake: torch.Tensor, device: str) -> tuple[float | None, dict]:
     mode = u.fid_inception
     if mode not in ("auto", "on", "off"):
         raise ConfigError(f"utility.fid_inception must be auto, on or off, got {mode!r}")
@@ -111,7 +112,7 @@ def _inception(u: Any, real: torch.Tensor, fake: torch.Tensor, device: str) -> t
                    "implementation": "torchmetrics FrechetInceptionDistance"}
 
 
-def _image_metrics(u: Any, ev: Evaluator, real: torch.Tensor, fake: torch.Tensor, device: str,
+def _image_metrics(u: UtilityConfig, ev: Evaluator, real: torch.Tensor, fake: torch.Tensor, device: str,
                    metrics: dict, details: dict) -> None:
     metrics["fid_classifier"] = classifier_fid(real, fake, extractor=ev.net.to(device))
     ev.net.cpu()
@@ -146,7 +147,7 @@ def _binary_metrics(data: ArrayDataset, split: MembershipSplit, real: torch.Tens
         details["dwp"]["plot"], details["dwpre"]["plot"] = "dwp.png", "dwpre.png"
 
 
-def _downstream(u: Any, data: ArrayDataset, split: MembershipSplit, released: Released, ev: Evaluator | None,
+def _downstream(u: UtilityConfig, data: ArrayDataset, split: MembershipSplit, released: Released, ev: Evaluator | None,
                 seed: int, device: str, metrics: dict, details: dict) -> None:
     labels, source = released.y, "released"
     if labels is None:
@@ -171,7 +172,7 @@ def _main(choice: str, info: Any, metrics: dict) -> str | None:
     return next((m for m in order + ("downstream_accuracy",) if m in metrics), None)
 
 
-def evaluate_utility(u: Any, released: Released, data: ArrayDataset, split: MembershipSplit, *, seed: int,
+def evaluate_utility(u: UtilityConfig, released: Released, data: ArrayDataset, split: MembershipSplit, *, seed: int,
                      cache_dir: Path | None, out_dir: Path | None = None) -> dict[str, Any]:
     """The runner's utility stage (`u` is the suite's UtilityConfig); returns the record's `utility` dict."""
     if not u.enabled:

@@ -61,7 +61,9 @@ def test_factory_picks_by_data_and_keeps_digits_on_mlps():
     assert resolve_net(digits) == "mlp" and resolve_net(mnist) == "conv" and resolve_net(digits, "conv") == "conv"
     with pytest.raises(ValueError, match="needs"):
         resolve_net(table, "conv")
+    binary = DataInfo(name="b", shape=(5,), n_classes=1, kind=DataKind.TABULAR, binary=True)
     assert isinstance(build_players(table, GANConfig())[0], TabularGenerator)
+    assert isinstance(build_players(binary, GANConfig())[0], TabularGenerator)
     # auto on digits builds exactly the MLPs (same weights, same seed) the `none` defense always had
     torch.manual_seed(0)
     g, d = build_players(digits, GANConfig())

@@ -129,22 +129,25 @@ def _binary_metrics(data: ArrayDataset, split: MembershipSplit, real: torch.Tens
                     n_jobs: int, out_dir: Path | None, metrics: dict, details: dict) -> None:
     to01 = lambda t: (t.flatten(1) > 0).numpy().astype(np.int8)  # noqa: E731 - [-1, 1] -> 0/1 at p = 0.5
     dwp = dimension_wise_probability(to01(real), to01(fake))
+    metrics["dwp_mae"] = dwp["mae"]
+    details["dwp"] = {"r": dwp["r"], "real": "non_members", "dims": int(dwp["p_real"].size)}
+    if out_dir is not None:
+        details["dwp"]["plot"] = scatter_png(out_dir / "dwp.png", dwp["p_real"], dwp["p_syn"], title="DWP",
+                                             xlabel="real Pr(x_k = 1)", ylabel="released Pr(x_k = 1)").name
     pool = evaluator_ids(split, len(data), 0, split.seed)
+    if pool.size == 0:
+        details["dwpre"] = {"skipped": "no real records outside members and non-members to train on"}
+        return
     train_ids = np.random.default_rng([split.seed, 11]).permutation(pool)[:n]
     test = data.take(split.non_members)[0]
     dwpre = dimension_wise_prediction(to01(data.take(train_ids)[0]), to01(fake), to01(test), n_jobs=n_jobs)
-    metrics["dwp_mae"] = dwp["mae"]
     if dwpre["mae"] is not None:
         metrics["dwpre_mae"] = dwpre["mae"]
-    details["dwp"] = {"r": dwp["r"], "real": "non_members", "dims": int(dwp["p_real"].size)}
     details["dwpre"] = {"r": dwpre["r"], "skipped_dims": dwpre["skipped"], "real_train": "records outside members "
                         "and non-members", "test": "non_members", "n_train": int(train_ids.size)}
     if out_dir is not None:
-        scatter_png(out_dir / "dwp.png", dwp["p_real"], dwp["p_syn"], title="DWP", xlabel="real Pr(x_k = 1)",
-                    ylabel="released Pr(x_k = 1)")
-        scatter_png(out_dir / "dwpre.png", dwpre["f1_real"], dwpre["f1_syn"], title="DWpre",
-                    xlabel="F1, trained on real", ylabel="F1, trained on released")
-        details["dwp"]["plot"], details["dwpre"]["plot"] = "dwp.png", "dwpre.png"
+        details["dwpre"]["plot"] = scatter_png(out_dir / "dwpre.png", dwpre["f1_real"], dwpre["f1_syn"], title="DWpre",
+                                               xlabel="F1, trained on real", ylabel="F1, trained on released").name
 
 
 def _downstream(u: UtilityConfig, data: ArrayDataset, split: MembershipSplit, released: Released, ev: Evaluator | None,
@@ -183,8 +186,10 @@ def evaluate_utility(u: UtilityConfig, released: Released, data: ArrayDataset, s
     fake = released.x[:n]
     metrics: dict[str, float] = {}
     details: dict[str, Any] = {"n_real": n, "n_released": n, "real_set": "non_members"}
-    needs_evaluator = info.kind is DataKind.IMAGE or (released.y is None and info.n_classes >= 2)
+    needs_evaluator = info.n_classes >= 2 and (info.kind is DataKind.IMAGE or released.y is None)
     ev = None
+    if info.kind is DataKind.IMAGE and info.n_classes < 2:
+        details["fid_classifier"] = {"skipped": "the dataset has no labels to train the evaluator classifier on"}
     if needs_evaluator:
         ev = get_evaluator(data, split, recipe=TrainRecipe(epochs=u.classifier_epochs), cap=u.classifier_max_train,
                            cache_dir=cache_dir, device=device)

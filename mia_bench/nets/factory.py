@@ -1,9 +1,9 @@
 """`build_players(info, cfg)`: the generator and discriminator a defense's config asks for, fitted to the data.
 
 `cfg` is any defense Config; these attributes are read when present (defaults otherwise):
-  net         "auto" | "mlp" | "conv"   auto: conv for images of side >= 28, MLP below (8x8 digits) and
-                                        for tables (with TabularGenerator heads when the table has
-                                        one-hot blocks)
+  net         "auto" | "mlp" | "conv"   auto: conv for images of side >= 28, MLP below (8x8 digits);
+                                        tables always get TabularGenerator (BatchNorm trunk, tanh and
+                                        one-hot heads) and an MLP discriminator
   z_dim (32), g_hidden ([128, 256]), d_hidden ([256, 128])          MLP widths
   g_channels (64), d_channels (64)                                  conv widths (DCGAN: 64)
   d_norm ("none" | "layer")                                          discriminator normalisation
@@ -51,7 +51,7 @@ def build_players(info: DataInfo, cfg: Any, *, n_classes: int = 0) -> tuple[nn.M
     g_hidden = list(getattr(cfg, "g_hidden", [128, 256]))
     d_hidden = list(getattr(cfg, "d_hidden", [256, 128]))
     generator: nn.Module
-    if info.categorical:
+    if info.kind is DataKind.TABULAR:
         generator = TabularGenerator(z_dim=z_dim, dim=info.dim, categorical=info.categorical, n_classes=n_classes,
                                      hidden=g_hidden)
     else:

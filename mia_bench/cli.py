@@ -47,6 +47,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> None:
     for seed in args.seed:
         record = run(resolved, seed, results_dir=args.results_dir)
         console.print(run_table(record))
+        if record.utility:
+            console.print("utility: " + ", ".join(f"{k} {v:.4g}" for k, v in record.utility["metrics"].items()))
         console.print(f"record: {args.results_dir / record.suite / record.defense / f'seed{seed}' / 'record.json'}"
                       f"  ({record.wall_time_s:.1f} s)")
 

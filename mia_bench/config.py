@@ -54,6 +54,23 @@ class MetricsConfig:
 
 
 @dataclass
+class UtilityConfig:
+    """What a defense costs (metrics/utility.py). Real data for utility is the scored non-members (held out
+    from every model); the evaluator classifier trains on records outside members and non-members."""
+
+    enabled: bool = True
+    n_samples: int = 0  # real (non-member) and released records compared by FID/DWP; 0 = min of both counts
+    fid_inception: str = "auto"  # "auto" (when torch-fidelity, CUDA and weights are there) | "on" | "off"
+    inception_weights: str = ""  # torch-fidelity Inception-v3 weights file; "" = torch-fidelity's cache
+    main: str = "auto"  # metric on the privacy-utility plot; auto: fid_classifier / dwpre_mae / downstream_accuracy
+    classifier_epochs: int = 30  # evaluator (feature / labelling) classifier
+    classifier_max_train: int = 20000  # cap on its training records
+    downstream_epochs: int = 30  # the fixed downstream recipe, trained on the released samples
+    device: str = "auto"  # "auto" (cuda when available) | "cpu" | "cuda"
+    n_jobs: int = 1  # parallel DWpre regressions (binary tables; -1 = every core)
+
+
+@dataclass
 class RunConfig:
     suite: str = "digits"
     version: int = 1  # protocol version: entries of different versions are never ranked together
@@ -63,6 +80,7 @@ class RunConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     release: ReleaseConfig = field(default_factory=ReleaseConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    utility: UtilityConfig = field(default_factory=UtilityConfig)
     attacks: dict[str, Any] = field(default_factory=dict)  # attack name -> its options (or null)
     defenses: list[str] = field(default_factory=list)  # what `grid --defenses all` runs
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])

@@ -3,7 +3,8 @@
 An entry keeps per-seed summaries of the official runs (no command-line overrides) of one suite version
 and one resolved config; rendering is a pure, deterministic function of the entries. Rows are ranked by
 worst-case privacy: the highest TPR at 1% FPR over all attacks (mean over seeds), then the highest AUC;
-lower is better. Controls are shown below the ranking and marked.
+lower is better. Controls are shown below the ranking and marked. The suite's utility metrics stand beside
+the privacy columns, and each suite gets a privacy-utility plot (PNG next to LEADERBOARD.md, linked from it).
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ from scipy import stats
 
 from mia_bench.errors import MiaBenchError
 from mia_bench.io import atomic_write_json, atomic_write_text
+from mia_bench.plots import TradeoffPoint, privacy_utility_png
 from mia_bench.results import RunRecord
 
 ENTRY_SCHEMA = "mia_bench.entry/1"
 RANK_KEY = "tpr@1%fpr"
 SHOWN = ("auc", "tpr@1%fpr", "tpr@0.1%fpr")
+UTILITY_SHOWN = ("fid_classifier", "fid_inception", "downstream_accuracy", "dwp_mae", "dwpre_mae")
 
 
 def seed_summary(record: RunRecord) -> dict[str, Any]:
@@ -131,7 +134,9 @@ def _underpowered(entries: list[dict[str, Any]]) -> list[str]:
 def render_suite(entries: list[dict[str, Any]]) -> str:
     suite, version = entries[0]["suite"], entries[0]["suite_version"]
     attacks = sorted({a for e in entries for a in e["attacks"]})
+    util = _utility_columns(entries)
     head = ["Rank", "Defense", "Labels", "Seeds", f"worst {RANK_KEY} ↓", "worst AUC ↓", "ε (δ)"]
+    head += [f"{m} {'↑' if _higher_is_better(entries, m) else '↓'}" for m in util]
     head += [f"{a} AUC / {RANK_KEY}" for a in attacks]
     lines = [f"## Suite `{suite}` (protocol version {version})", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -140,6 +145,7 @@ def render_suite(entries: list[dict[str, Any]]) -> str:
     for i, e in enumerate(defenses + controls, start=1):
         row = [str(i) if e in defenses else "–", f"`{e['defense']}`", _labels(e), str(len(e["seeds"])),
                worst_case(e, RANK_KEY).fmt(), worst_case(e, "auc").fmt(), _epsilon(e)]
+        row += [_utility_cell(e, m) for m in util]
         row += [f"{per_attack(e, a, 'auc').fmt()} / {per_attack(e, a, RANK_KEY).fmt()}" if a in e["attacks"] else "–"
                 for a in attacks]
         lines.append("| " + " | ".join(row) + " |")
@@ -152,10 +158,83 @@ def render_suite(entries: list[dict[str, Any]]) -> str:
     if flagged:
         lines.append(f"**Underpowered:** {', '.join(flagged)} rest on fewer than 10/x non-members; read them as "
                      "TPR at (near) zero false positives, not at the nominal FPR.")
+    lines += _utility_notes(entries, util)
     lines.append("")
     lines += [f"- `{a}`: access `{v['access']}`, {v['variant']}" for a, v in
               sorted({a: v for e in entries for a, v in e["attacks"].items()}.items())]
     return "\n".join(lines) + "\n"
+
+
+def utility_stat(entry: dict[str, Any], metric: str) -> Stat:
+    return Stat.of([s["utility"]["metrics"][metric] for s in entry["seeds"].values()
+                    if metric in (s.get("utility") or {}).get("metrics", {})])
+
+
+def _utility_columns(entries: list[dict[str, Any]]) -> list[str]:
+    present = {m for e in entries for s in e["seeds"].values() for m in (s.get("utility") or {}).get("metrics", {})}
+    return [m for m in UTILITY_SHOWN if m in present]
+
+
+def _higher_is_better(entries: list[dict[str, Any]], metric: str) -> bool:
+    return any((s.get("utility") or {}).get("higher_is_better", {}).get(metric, False)
+               for e in entries for s in e["seeds"].values())
+
+
+def _classifier_labelled(e: dict[str, Any]) -> bool:
+    return any(((s.get("utility") or {}).get("details", {}).get("downstream") or {}).get("labels") == "classifier"
+               for s in e["seeds"].values())
+
+
+def _utility_cell(e: dict[str, Any], metric: str) -> str:
+    text = utility_stat(e, metric).fmt(2 if metric.startswith("fid") else 3)
+    return text + (" †" if metric == "downstream_accuracy" and _classifier_labelled(e) and text != "–" else "")
+
+
+def main_utility(entries: list[dict[str, Any]]) -> str | None:
+    """The suite's main utility metric (the records' `utility.main`; the most common one if they differ)."""
+    mains = sorted(m for e in entries for s in e["seeds"].values() if (m := (s.get("utility") or {}).get("main")))
+    return max(sorted(set(mains)), key=mains.count) if mains else None
+
+
+def plot_name(suite: str, version: int) -> str:
+    return f"privacy_utility_{suite}_v{version}.png"
+
+
+def _utility_notes(entries: list[dict[str, Any]], util: list[str]) -> list[str]:
+    if not util:
+        return []
+    accs = [s["utility"]["details"]["evaluator"]["test_accuracy"] for e in entries for s in e["seeds"].values()
+            if "evaluator" in (s.get("utility") or {}).get("details", {})]
+    notes = ["", "Utility is measured against the scored non-members (held out from every model). "
+             "`fid_classifier` is FID on the features of an evaluator classifier trained on records outside members "
+             "and non-members" + (f" (its test accuracy: {Stat.of(accs).fmt()})" if accs else "") + "; it is not "
+             "comparable to Inception FID."]
+    if any(_classifier_labelled(e) for e in entries):
+        notes.append("† downstream accuracy of an unconditional model: its samples were labelled by the evaluator "
+                     "classifier, not by the model.")
+    main, suite = main_utility(entries), entries[0]
+    if main:
+        notes += ["", f"![Privacy-utility trade-off: worst-case {RANK_KEY} against {main}]"
+                      f"({plot_name(suite['suite'], suite['suite_version'])})"]
+    return notes
+
+
+def write_tradeoff_plot(entries: list[dict[str, Any]], folder: Path) -> Path | None:
+    """The suite's privacy-utility PNG in `folder` (None when its records carry no utility)."""
+    main = main_utility(entries)
+    if main is None:
+        return None
+    points = []
+    for e in sorted(entries, key=lambda e: e["defense"]):
+        u, p = utility_stat(e, main), worst_case(e, RANK_KEY)
+        if not math.isnan(u.mean):
+            points.append(TradeoffPoint(label=e["defense"], utility=u.mean, utility_hw=u.half_width, privacy=p.mean,
+                                        privacy_hw=p.half_width, control="control" in e.get("labels", [])))
+    better = "higher" if _higher_is_better(entries, main) else "lower"
+    suite, version = entries[0]["suite"], entries[0]["suite_version"]
+    return privacy_utility_png(folder / plot_name(suite, version), points, title=f"{suite} (v{version})",
+                               utility_label=f"{main} ({better} is better)",
+                               privacy_label=f"worst-case {RANK_KEY} over attacks (lower is more private)")
 
 
 def _epsilon(e: dict[str, Any]) -> str:
@@ -196,6 +275,12 @@ def render(entries: list[dict[str, Any]]) -> str:
 
 
 def write_leaderboard(entries_dir: Path, out_md: Path) -> str:
-    text = render(load_entries(entries_dir))
+    entries = load_entries(entries_dir)
+    text = render(entries)
     atomic_write_text(out_md, text)
+    by_suite: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
+    for e in entries:
+        by_suite[(e["suite"], e["suite_version"])].append(e)
+    for key in sorted(by_suite):
+        write_tradeoff_plot(by_suite[key], Path(out_md).parent)
     return text

@@ -28,6 +28,7 @@ from mia_bench.errors import CheckpointError, MiaBenchError
 from mia_bench.io import atomic_save_npz
 from mia_bench.metrics.overfitting import discriminator_diagnostics
 from mia_bench.metrics.privacy import privacy_report
+from mia_bench.metrics.utility import evaluate_utility
 from mia_bench.results import RunPaths, RunRecord, environment, now_iso
 
 
@@ -171,6 +172,9 @@ def run(resolved: ResolvedRun, seed: int, *, results_dir: Path, logger: object =
     with _stage(timings, "attacks"):
         attacks, raw = attack_all(resolved, seed, defense, released, data, split,
                                   cache_dir=Path(results_dir) / cfg.suite / "_cache")
+    with _stage(timings, "utility"):
+        utility = evaluate_utility(cfg.utility, released, data, split, seed=seed, out_dir=paths.root,
+                                   cache_dir=Path(results_dir) / cfg.suite / "_cache")
     with _stage(timings, "diagnostics"):
         diagnostics = diagnose(defense, data, split)
     query_ids, is_member = queries(split)
@@ -181,7 +185,7 @@ def run(resolved: ResolvedRun, seed: int, *, results_dir: Path, logger: object =
         suite=cfg.suite, suite_version=cfg.version, defense=resolved.defense_name, seed=seed,
         config=resolved.to_dict(), config_digest=resolved.digest(), overrides=resolved.overrides,
         split_digest=split.digest(), split_sizes=split.sizes(), member_fraction=split.member_fraction(),
-        attacks=attacks, labels=labels, diagnostics=diagnostics, privacy_guarantee=defense.privacy_report(),
+        attacks=attacks, labels=labels, utility=utility, diagnostics=diagnostics, privacy_guarantee=defense.privacy_report(),
         environment=environment(), timings={**timings, "checkpoint_reused": float(reused)},
         wall_time_s=round(time.perf_counter() - t_start, 3), created_at=now_iso(),
     )

@@ -31,6 +31,8 @@ class DataInfo:
     n_classes: int
     kind: DataKind = DataKind.IMAGE
     binary: bool = False  # tabular 0/1 codes (DWP/DWpre apply)
+    # tabular one-hot blocks as (start, size) column spans; every other column is numeric in [-1, 1]
+    categorical: tuple[tuple[int, int], ...] = ()
 
     @property
     def dim(self) -> int:
@@ -38,12 +40,13 @@ class DataInfo:
 
     def to_dict(self) -> dict:
         return {"name": self.name, "shape": list(self.shape), "n_classes": self.n_classes,
-                "kind": self.kind.value, "binary": self.binary}
+                "kind": self.kind.value, "binary": self.binary, "categorical": [list(c) for c in self.categorical]}
 
     @classmethod
     def from_dict(cls, d: dict) -> DataInfo:
         return cls(name=d["name"], shape=tuple(d["shape"]), n_classes=int(d["n_classes"]),
-                   kind=DataKind(d["kind"]), binary=bool(d.get("binary", False)))
+                   kind=DataKind(d["kind"]), binary=bool(d.get("binary", False)),
+                   categorical=tuple((int(a), int(b)) for a, b in d.get("categorical", [])))
 
 
 @dataclass

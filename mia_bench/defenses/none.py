@@ -3,6 +3,8 @@
 loss="gan": DCGAN-style non-saturating game, one D step then one G step per batch (same fake batch).
 loss="wgan-gp": WGAN-GP critic with gradient penalty, `n_critic` critic batches per G step.
 conditional=True: G(z, y) and a projection discriminator D(x, y); fake labels follow the class prior.
+net: the players come from nets.factory.build_players ("auto": MLPs for 8x8 digits and tables, DCGAN-style
+conv nets for images of side >= 28).
 """
 
 from __future__ import annotations
@@ -13,17 +15,21 @@ import torch
 
 from mia_bench.data.datasets import DataInfo
 from mia_bench.defenses.base import Defense, register
+from mia_bench.nets.factory import build_players
 from mia_bench.nets.losses import gradient_penalty, ns_d_loss, ns_g_loss, wgan_d_loss, wgan_g_loss
-from mia_bench.nets.mlp import MLPDiscriminator, MLPGenerator
 
 
 @dataclass
 class GANConfig:
     loss: str = "gan"  # "gan" (non-saturating) | "wgan-gp"
     conditional: bool = False
+    net: str = "auto"  # "auto" | "mlp" | "conv" (nets/factory.py)
     z_dim: int = 32
     g_hidden: list[int] = field(default_factory=lambda: [128, 256])
     d_hidden: list[int] = field(default_factory=lambda: [256, 128])
+    g_channels: int = 64  # conv nets: DCGAN widths
+    d_channels: int = 64
+    d_norm: str = "none"  # "none" | "layer" (no BatchNorm in D: WGAN-GP and DP need per-sample independence)
     lr_g: float = 2e-4
     lr_d: float = 2e-4
     beta1: float = 0.5
@@ -45,9 +51,7 @@ class UnprotectedGAN(Defense):
             raise ValueError(f"defense.loss must be 'gan' or 'wgan-gp', got {config.loss!r}")
         self.conditional = config.conditional
         c = info.n_classes if config.conditional else 0
-        self.players["generator"] = MLPGenerator(z_dim=config.z_dim, out_shape=info.shape, n_classes=c,
-                                                 hidden=config.g_hidden)
-        self.players["discriminator"] = MLPDiscriminator(in_shape=info.shape, n_classes=c, hidden=config.d_hidden)
+        self.players["generator"], self.players["discriminator"] = build_players(info, config, n_classes=c)
 
     @property
     def batches_per_generator_step(self) -> int:

@@ -111,6 +111,14 @@ class ResolvedRun:
         d["trainer"].pop("progress_bar")
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
+    def training_digest(self) -> str:
+        """sha256 of what shapes the trained model only (data, split sizes, trainer, defense): a checkpoint
+        stays valid when attack, metric, release or utility settings change."""
+        d = self.to_dict()
+        keep = {k: d[k] for k in ("suite", "version", "dataset", "split", "trainer", "defense")}
+        keep["trainer"] = {k: v for k, v in keep["trainer"].items() if k != "progress_bar"}
+        return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()
+
 
 def suite_path(suite: str, config_dir: Path) -> Path:
     p = Path(suite)

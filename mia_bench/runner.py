@@ -89,8 +89,8 @@ def train_defense(resolved: ResolvedRun, data: ArrayDataset, split: MembershipSp
 
 def obtain_defense(resolved: ResolvedRun, data: ArrayDataset, split: MembershipSplit, seed: int,
                    paths: RunPaths, *, logger: object = False) -> tuple[Defense, bool]:
-    """Reuse the run's checkpoint when its config and split digests match; otherwise train and save."""
-    digest = resolved.digest()
+    """Reuse the run's checkpoint when its training config and split digests match; otherwise train and save."""
+    digest = resolved.training_digest()
     if paths.checkpoint.is_file():
         try:
             meta = read_checkpoint(paths.checkpoint)

@@ -88,3 +88,11 @@ def test_cli_run_then_leaderboard(tmp_path, capsys):
     md = (lb / "LEADERBOARD.md").read_text()
     assert "`memorizer` | *control* | 2 | 1.000 ± 0.000" in md
     assert np.isclose(entry["seeds"]["0"]["attacks"]["logan_wb"]["auc"], 1.0)
+
+
+def test_attack_or_metric_settings_do_not_force_retraining(none_run):
+    out, _ = none_run
+    again = run(quick("none", "metrics.bootstrap=5", "release.n_samples=300"), 0, results_dir=out)
+    assert again.timings["checkpoint_reused"] == 1.0
+    retrained = run(quick("none", "trainer.max_steps=20"), 0, results_dir=out)
+    assert retrained.timings["checkpoint_reused"] == 0.0

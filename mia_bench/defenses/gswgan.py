@@ -16,15 +16,20 @@ uses autodp, so numbers differ slightly). The guarantee covers the generator and
 discriminators are trained on raw shards, so white-box scores (`discriminate`: max over the D_k, or mean)
 are outside it.
 Pre-training: the code warm-starts every D_k for 2000 iterations against its own throw-away non-private
-generator (pretrain.py). Here `warmup_steps` iterations run the same schedule (random shard, critic_iters
-D_k steps) against one throw-away `warmup_generator`, served before the budgeted steps; it is never
-released, and the released generator starts from scratch as in the code.
+generator (pretrain.py). Here `warmup` (a fraction of the budget) iterations run the same schedule
+(random shard, critic_iters D_k steps) against one shared throw-away `warmup_generator`, served before
+the budgeted steps (Defense.warmup_steps); it is never released, and the released generator starts from
+scratch as in the code.
 
-Budget (digits: 300 members, 8000 generator steps, B = 64): the paper's K = 1000 shards of 60 records
-cannot be cut from 300 members; K = 100 gives shards of 3 records (each D_k batch is its whole shard) and
-q = 1/100. With the paper's sigma = 1.07, 8000 * 64 compositions give epsilon ~ 74, so the default asks
-for epsilon = 10 at delta = 1e-5 (the paper's MNIST figure) and Opacus solves sigma (~3.9). Warm-up: 1000
-iterations (10 per D_k, against 2000 each in the code, whose K * 2000 iterations dwarf the main phase).
+Budget (digits: 300 members, 8000 generator steps, B = 64 generated samples per step):
+- K = 100: the paper's K = 1000 shards of 60 records cannot be cut from 300 members; 100 shards of 3
+  records (each D_k batch is its whole shard) keep the sampling rate 1/K small.
+- epsilon: the paper's sigma = 1.07 would spend epsilon ~ 74 over 8000 * 64 compositions at q = 1/100,
+  so the default asks for the paper's epsilon = 10 at delta = 1e-5 and Opacus solves sigma (~3.9).
+- critic_iters = 2 (code: 5) and warm-up 1000 iterations (0.125 of the budget; 10 per D_k against the
+  code's 2000, whose K * 2000 warm-up iterations dwarf its 20,000 main ones): a D step costs about as
+  much as a generator step here, so 5 critic steps would more than double the run. Each D_k still takes
+  ~180 updates on its 3 records.
 """
 
 from __future__ import annotations
@@ -78,7 +83,7 @@ class GSWGANConfig:
     target_epsilon: float | None = 10.0
     delta: float = 1e-5
     clip_bound: float = 1.0  # C
-    critic_iters: int = 5
+    critic_iters: int = 2  # the code: 5
     gp_weight: float = 10.0
     drift_weight: float = 0.001  # the code's L_epsilon * D(x)^2
     warmup: float = 0.125  # non-private D warm-up iterations before the budget, as a fraction of it

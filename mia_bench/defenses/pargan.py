@@ -32,9 +32,9 @@ from mia_bench.nets.stacked import StackedMLPDiscriminator, split_rows, stacked_
 
 @dataclass
 class PARGANConfig:
-    n_discriminators: int = 4  # k disjoint shards, one discriminator each
+    n_discriminators: int = 4  # k disjoint shards, one discriminator each (notebooks: 5)
     loss: str = "gan"  # "gan" (BCE) | "wgan-gp"
-    n_d: int = 2  # discriminator rounds per generator step (2 for gan, 4 for wgan-gp in the notebooks)
+    n_d: int = 1  # discriminator rounds per generator step (notebooks: 2 for gan, 4 for wgan-gp)
     gp_weight: float = 10.0
     optimizer: str = "adam"  # "adam" | "rmsprop" (the WGAN-GP notebooks)
     lr_g: float = 1e-4

@@ -126,7 +126,8 @@ class PrivGAN(Defense):
         b = x.shape[1]
         fake = G(self.draw_latent(b).unsqueeze(0).expand(k, -1, -1))  # one z shared by every G_j
         with self.playing("discriminators") as step:
-            loss_d = stacked_bce(D(x), self.config.real_label) + stacked_bce(D(fake.detach()), 0.0)
+            logits = D(torch.cat([x, fake.detach()], dim=1))  # one pass over [real | fake] per member
+            loss_d = stacked_bce(logits[:, :b], self.config.real_label) + stacked_bce(logits[:, b:], 0.0)
             step(loss_d)
         source = torch.arange(k, device=self.device).repeat_interleave(b)  # (k*B,) which G_j made it
         total = self.trainer.num_training_batches - warmup

@@ -157,6 +157,15 @@ def test_dpgan_epsilon_equals_the_rdp_accountant_and_hits_the_target():
     assert 2.9 <= target["epsilon"] <= 3.0 and target["noise_multiplier"] > 1.3
 
 
+def test_no_noise_means_no_guarantee():
+    m, _ = _private(False, sigma=0.0)
+    m.private_real_term(_unique_data().x[:4], None)
+    assert m.accountant.history and m.privacy_report() == {}  # epsilon = inf is no guarantee, not 0
+    g = _model("gswgan", n_discriminators=5, noise_multiplier=0.0, target_epsilon=None)
+    g.done_steps, g.g_batch = 3, 16
+    assert g.privacy_report() == {}
+
+
 def test_dpgan_checkpoint_keeps_plain_keys_and_the_spent_budget(tmp_path):
     model = _fit("dpgan", _unique_data(), 4, noise_multiplier=1.0, target_epsilon=None)
     plain = {k.replace("players.", "", 1) for k in model.state_dict() if k.startswith("players.discriminator.")}

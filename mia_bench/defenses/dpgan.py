@@ -28,6 +28,7 @@ averaged (post-processing) and the accountant counts every rank's step.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,6 +76,8 @@ class DPGAN(Defense):
         if (config.noise_multiplier is None) == (config.target_epsilon is None):
             raise ConfigError("dpgan: set exactly one of defense.noise_multiplier and defense.target_epsilon "
                               "(the other one null)")
+        if not 0 < config.delta < 1 / n_train:
+            raise ConfigError(f"dpgan: defense.delta={config.delta} must be in (0, 1/n) = (0, {1 / n_train:.2g})")
         self.conditional = config.conditional
         c = info.n_classes if config.conditional else 0
         self.players["generator"] = MLPGenerator(z_dim=config.z_dim, out_shape=info.shape, n_classes=c,
@@ -187,9 +190,13 @@ class DPGAN(Defense):
         return [(float(s), float(q), int(n) * self.world_size) for s, q, n in self.accountant.history]
 
     def privacy_report(self) -> dict[str, Any]:
+        """epsilon at delta from Opacus's RDP accountant, with its inputs; empty when there is no finite
+        guarantee (sigma = 0 gives epsilon = inf: clipping alone is not differential privacy)."""
         acc = RDPAccountant()
         acc.history = self.privacy_history()
         eps, order = acc.get_privacy_spent(delta=self.config.delta) if acc.history else (0.0, 0.0)
+        if not math.isfinite(eps):
+            return {}
         steps = sum(n for _, _, n in acc.history)
         return {"epsilon": float(eps), "delta": self.config.delta, "accountant": "opacus.rdp",
                 "rdp_order": float(order), "noise_multiplier": float(self.sigma or 0.0),

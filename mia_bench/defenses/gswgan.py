@@ -111,6 +111,8 @@ class GSWGAN(Defense):
             raise ConfigError("gswgan: set exactly one of defense.noise_multiplier and defense.target_epsilon")
         if config.disc_reduce not in ("max", "mean"):
             raise ValueError(f"defense.disc_reduce must be 'max' or 'mean', got {config.disc_reduce!r}")
+        if not 0 < config.delta < 1 / n_train:
+            raise ConfigError(f"gswgan: defense.delta={config.delta} must be in (0, 1/n) = (0, {1 / n_train:.2g})")
         self.conditional = config.conditional
         c = info.n_classes if config.conditional else 0
 
@@ -239,10 +241,14 @@ class GSWGAN(Defense):
             self.log_dict({"loss/d": loss_d.detach(), "loss/g": loss_g.detach()})
 
     def privacy_report(self) -> dict[str, Any]:
+        """epsilon at delta of the sanitized generator (Opacus RDP functions), with its inputs; empty when
+        there is no finite guarantee (sigma = 0: clipping alone is not differential privacy)."""
         c = self.config
         q, compositions = 1 / c.n_discriminators, self.done_steps * self.g_batch
         eps, order = 0.0, 0.0
-        if compositions and self.sigma:
+        if compositions:
+            if not self.sigma:
+                return {}
             orders = RDPAccountant.DEFAULT_ALPHAS
             rdp = compute_rdp(q=q, noise_multiplier=self.sigma, steps=compositions, orders=orders)
             eps, order = get_privacy_spent(orders=orders, rdp=rdp, delta=c.delta)

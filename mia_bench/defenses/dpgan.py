@@ -156,7 +156,9 @@ class DPGAN(Defense):
             try:  # pass 1: the hooks measure every per-sample gradient norm
                 losses = F.binary_cross_entropy_with_logits(D(x, y), torch.ones(x.shape[0], device=x.device),
                                                             reduction="none")
-                self.run_backward(losses.mean(), retain_graph=True)
+                # autograd.grad, not backward: the pass only feeds the hooks; nothing lands in .grad, so a
+                # multi-process strategy's gradient hooks see one backward (pass 2) per step
+                torch.autograd.grad(losses.mean(), [p for p in D.parameters() if p.requires_grad], retain_graph=True)
                 coef = self._gsm.get_clipping_coef()  # (n,) min(1, C / ||g_i||)
             finally:
                 self._gsm.disable_hooks()  # off for everything else, or Opacus sees grad accumulation

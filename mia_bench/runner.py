@@ -63,9 +63,12 @@ def fit_defense(*, defense: str, params: Any, trainer: TrainerConfig, data: Arra
     cls = DEFENSES.get(defense)
     L.seed_everything(seed, workers=True, verbose=False)
     model = cls(config=params, info=data.info, n_train=int(np.asarray(train_ids).size))
+    per_step = model.batches_per_generator_step
+    model.warmup_batches = model.warmup_steps(batch_size=trainer.batch_size, max_steps=trainer.max_steps) * per_step
     dm = MembershipDataModule(data=data, train_ids=train_ids, seed=seed, batch_size=trainer.batch_size,
-                              num_batches=trainer.max_steps * model.batches_per_generator_step,
-                              n_shards=model.n_shards, reference_ids=reference_ids if cls.needs_reference else None)
+                              num_batches=trainer.max_steps * per_step + model.warmup_batches,
+                              n_shards=model.n_shards, reference_ids=reference_ids if cls.needs_reference else None,
+                              sampling=model.batch_sampling, group_size=per_step)
     model.prepare(*dm.train_tensors())
     if cls.trainable:
         with warnings.catch_warnings():

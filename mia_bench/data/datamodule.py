@@ -5,6 +5,12 @@ Every loader batch is one discriminator round, a dict of tensors:
 and, for defenses that declare `needs_reference`, ref_x / ref_y / ref_idx (B, ...) from the split's
 reference set. With k shards the batch holds B records of each shard, shard-major, so
 `x.view(k, B, *shape)[i]` is shard i's batch. Batches are whole (drop-last passes, reshuffled each pass).
+
+Two other sampling modes serve the defenses whose privacy argument depends on how records are drawn:
+  poisson       every record independently with probability B/n (DP-SGD's Poisson sampling; variable size,
+                possibly empty); needs a single shard.
+  random_shard  one shard drawn uniformly at random per group of `group_size` consecutive batches (one
+                generator step of GS-WGAN), min(B, shard size) records of it per batch.
 """
 
 from __future__ import annotations
@@ -49,23 +55,41 @@ class _PassSampler:
         return out
 
 
+SAMPLING_MODES = ("rounds", "poisson", "random_shard")
+
+
 class RoundSampler(Sampler[BatchPlan]):
-    """Yields `num_batches` BatchPlans: B positions from each shard (+ B reference positions)."""
+    """Yields `num_batches` BatchPlans (+ B reference positions each), by `mode`:
+    rounds: B positions from each shard; poisson: each position with probability B/n;
+    random_shard: min(B, shard size) positions of one shard, redrawn uniformly every `group_size` batches."""
 
     def __init__(self, *, shards: list[np.ndarray], n_reference: int, batch_size: int, num_batches: int,
-                 seed: int) -> None:
+                 seed: int, mode: str = "rounds", group_size: int = 1) -> None:
         self.shards, self.n_reference = shards, n_reference
         self.batch_size, self.num_batches, self.seed = batch_size, num_batches, seed
+        self.mode, self.group_size = mode, group_size
 
     def __len__(self) -> int:
         return self.num_batches
 
     def __iter__(self) -> Iterator[BatchPlan]:
         rng = np.random.default_rng(self.seed)
-        per_shard = [_PassSampler(s, self.batch_size, rng) for s in self.shards]
+        if self.mode == "random_shard":
+            per_shard = [_PassSampler(s, min(self.batch_size, s.size), rng) for s in self.shards]
+        elif self.mode == "rounds":
+            per_shard = [_PassSampler(s, self.batch_size, rng) for s in self.shards]
         ref = _PassSampler(np.arange(self.n_reference), self.batch_size, rng) if self.n_reference else None
-        for _ in range(self.num_batches):
-            train = np.concatenate([s.take() for s in per_shard])
+        shard = 0
+        for i in range(self.num_batches):
+            if self.mode == "poisson":
+                positions = self.shards[0]
+                train = positions[rng.random(positions.size) < self.batch_size / positions.size]
+            elif self.mode == "random_shard":
+                if i % self.group_size == 0:
+                    shard = int(rng.integers(len(self.shards)))
+                train = per_shard[shard].take()
+            else:
+                train = np.concatenate([s.take() for s in per_shard])
             yield BatchPlan(train=train, reference=ref.take() if ref else None)
 
 
@@ -91,11 +115,23 @@ class MembershipDataModule(L.LightningDataModule):
 
     Shards: a seeded permutation of the training records cut into `n_shards` near-equal parts; with
     `reference_ids`, every batch also carries a reference batch (for defenses that declare the need).
+    `sampling` picks how batches are drawn (module docstring); `group_size` is the random_shard group.
     """
 
     def __init__(self, *, data: ArrayDataset, train_ids: np.ndarray, batch_size: int, num_batches: int,
-                 seed: int, n_shards: int = 1, reference_ids: np.ndarray | None = None) -> None:
+                 seed: int, n_shards: int = 1, reference_ids: np.ndarray | None = None,
+                 sampling: str = "rounds", group_size: int = 1) -> None:
         super().__init__()
+        if sampling not in SAMPLING_MODES:
+            raise ConfigError(f"sampling must be one of {', '.join(SAMPLING_MODES)}, got {sampling!r}")
+        if sampling == "poisson" and n_shards != 1:
+            raise ConfigError("poisson sampling draws from the whole training set; it needs n_shards=1")
+        if sampling == "poisson" and batch_size > len(train_ids):
+            raise ConfigError(f"batch size {batch_size} exceeds the {len(train_ids)} training records; "
+                              "lower trainer.batch_size")
+        if group_size < 1:
+            raise ConfigError(f"group_size must be >= 1, got {group_size}")
+        self.sampling, self.group_size = sampling, group_size
         self.data = data
         self.train_ids = np.asarray(train_ids, dtype=np.int64)
         self.reference_ids = None if reference_ids is None else np.asarray(reference_ids, dtype=np.int64)
@@ -117,6 +153,11 @@ class MembershipDataModule(L.LightningDataModule):
         """All training records, in the order of `train_ids`: x (n, *shape), y (n,)."""
         return self.data.take(self.train_ids)
 
+    @property
+    def sample_rate(self) -> float:
+        """Probability that a record is in a batch under poisson sampling: B / n."""
+        return self.batch_size / self.train_ids.size
+
     def shard_ids(self, shard: int) -> np.ndarray:
         """Dataset record ids of shard `shard`."""
         return self.train_ids[self.shards[shard]]
@@ -132,5 +173,6 @@ class MembershipDataModule(L.LightningDataModule):
             ref = (*self.data.take(self.reference_ids), torch.tensor(self.reference_ids))
         sampler = RoundSampler(shards=self.shards, n_reference=0 if ref is None else int(ref[2].numel()),
                                batch_size=self.batch_size, num_batches=self.num_batches,
-                               seed=int(np.random.default_rng([self.seed, 2]).integers(2**31)))
+                               seed=int(np.random.default_rng([self.seed, 2]).integers(2**31)),
+                               mode=self.sampling, group_size=self.group_size)
         return DataLoader(_InMemory(x, y, ids, shard_of, ref), sampler=sampler, batch_size=None, num_workers=0)

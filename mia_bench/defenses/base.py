@@ -41,6 +41,7 @@ class Defense(L.LightningModule):
     is_control: ClassVar[bool] = False
     reconstructed: ClassVar[bool] = False  # loss reconstructed from an abstract/poster, not the paper
     conditional: bool = False
+    warmup_batches: int = 0  # loader batches before the budgeted game (set by the runner, see warmup_steps)
     label_prior: torch.Tensor  # buffer (C,)
 
     def __init__(self, *, config: Any, info: DataInfo, n_train: int) -> None:
@@ -61,6 +62,18 @@ class Defense(L.LightningModule):
     def batches_per_generator_step(self) -> int:
         """Loader batches (discriminator rounds) consumed per generator update; converts the budget."""
         return 1
+
+    @property
+    def batch_sampling(self) -> str:
+        """How the data module draws batches: "rounds" (B per shard), "poisson", "random_shard"."""
+        return "rounds"
+
+    def warmup_steps(self, *, batch_size: int, max_steps: int) -> int:
+        """Generator-step-sized groups of loader batches served *before* the budgeted game, for
+        pre-training (privGAN's privacy discriminator, GS-WGAN's discriminators). Added to the budget:
+        the loader yields (max_steps + warmup_steps) * batches_per_generator_step batches, and the runner
+        stores the count of warm-up loader batches in `warmup_batches` before fitting."""
+        return 0
 
     @property
     def discriminator_is_logit(self) -> bool:

@@ -1,4 +1,4 @@
-"""`mia-bench run|leaderboard|list`: the command-line front of the runner and the leaderboard."""
+"""`mia-bench run|grid|leaderboard|list`: the command-line front of the runner, the grid and the leaderboard."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from mia_bench.errors import MiaBenchError
 
 DEFAULT_RESULTS = Path("results")
 DEFAULT_LEADERBOARD = Path("leaderboard")
+WANDB_MODES = ("online", "offline", "off")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -26,11 +27,33 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS)
     run.add_argument("--config-dir", type=Path, default=None, help="folder holding suite YAMLs (default: benchmarks/)")
     run.add_argument("--no-progress", action="store_true", help="hide the training progress bar")
+    run.add_argument("--wandb", choices=WANDB_MODES, default=None,
+                     help="Weights & Biases mode (default: the suite's tracking.wandb, offline)")
     run.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. trainer.max_steps=500")
+
+    grid = sub.add_parser("grid", help="every defense x seed of a suite as jobs (local or SLURM); skips finished cells")
+    grid.add_argument("--suite", default="digits")
+    grid.add_argument("--defenses", nargs="+", default=["all"], help="'all' (the suite's defenses list) or names")
+    grid.add_argument("--seeds", type=int, nargs="+", default=None, help="default: the suite's seeds")
+    grid.add_argument("--executor", choices=("local", "slurm"), default="local")
+    grid.add_argument("--parallel", type=int, default=1, help="local: cells at once; slurm: array parallelism")
+    grid.add_argument("--threads", type=int, default=0, help="torch threads per local cell (0: CPUs / parallel)")
+    grid.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS)
+    grid.add_argument("--leaderboard-dir", type=Path, default=DEFAULT_LEADERBOARD)
+    grid.add_argument("--config-dir", type=Path, default=None)
+    grid.add_argument("--wandb", choices=WANDB_MODES, default=None)
+    for opt, kind, help_ in (("--partition", str, "SLURM partition"), ("--gpus-per-node", int, "GPUs per job"),
+                             ("--cpus-per-task", int, "CPUs per task"), ("--mem-gb", int, "memory per job"),
+                             ("--timeout-min", int, "wall-clock limit per job"), ("--nodes", int, "nodes per job"),
+                             ("--account", str, "SLURM account"), ("--qos", str, "SLURM QoS"),
+                             ("--constraint", str, "SLURM constraint")):
+        grid.add_argument(opt, type=kind, default=None, help=help_)
+    grid.add_argument("overrides", nargs="*", help="key=value overrides applied to every cell")
 
     lb = sub.add_parser("leaderboard", help="fold records into leaderboard entries and render LEADERBOARD.md")
     lb.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS)
     lb.add_argument("--leaderboard-dir", type=Path, default=DEFAULT_LEADERBOARD)
+    lb.add_argument("--wandb", choices=WANDB_MODES, default="off", help="also log the leaderboard as a W&B table")
 
     sub.add_parser("list", help="registered datasets, defenses, attacks and metrics")
     return p
@@ -39,13 +62,18 @@ def _parser() -> argparse.ArgumentParser:
 def cmd_run(args: argparse.Namespace, console: Console) -> None:
     from mia_bench.config import load_run
     from mia_bench.runner import run
+    from mia_bench.tracking import for_run
 
     overrides = list(args.overrides) + (["trainer.progress_bar=false"] if args.no_progress else [])
     resolved = load_run(suite=args.suite, defense=args.defense, overrides=overrides, config_dir=args.config_dir)
     if args.no_progress:  # cosmetic: keep the record "official"
         resolved.overrides.remove("trainer.progress_bar=false")
+    mode = args.wandb or resolved.config.tracking.wandb
     for seed in args.seed:
-        record = run(resolved, seed, results_dir=args.results_dir)
+        with for_run(mode, resolved, seed, results_dir=args.results_dir) as tracker:
+            record = run(resolved, seed, results_dir=args.results_dir, tracker=tracker)
+        if record is None:  # a DDP rank other than 0: it only trained
+            continue
         console.print(run_table(record))
         console.print(f"record: {args.results_dir / record.suite / record.defense / f'seed{seed}' / 'record.json'}"
                       f"  ({record.wall_time_s:.1f} s)")
@@ -81,9 +109,48 @@ def cmd_leaderboard(args: argparse.Namespace, console: Console) -> None:
     written = update_entries(records, entries_dir)
     skipped = sum(not r.official for r in records)
     write_leaderboard(entries_dir, args.leaderboard_dir / "LEADERBOARD.md")
+    if args.wandb != "off":
+        from mia_bench.leaderboard import load_entries
+        from mia_bench.tracking import log_leaderboard
+
+        run_id = log_leaderboard(args.wandb, load_entries(entries_dir), results_dir=args.results_dir)
+        console.print(f"W&B leaderboard run: {run_id or 'not logged'}")
     console.print(f"{len(written)} entr{'y' if len(written) == 1 else 'ies'} updated from {len(records)} record(s)"
                   + (f"; {skipped} run(s) with overrides left out" if skipped else "")
                   + f" -> {args.leaderboard_dir / 'LEADERBOARD.md'}")
+
+
+def cmd_grid(args: argparse.Namespace, console: Console) -> int:
+    from mia_bench.config import load_run
+    from mia_bench.grid import GridInterrupted, GridOptions, plan, suite_defenses
+    from mia_bench.grid_driver import execute, failure_summary, grid_records, grid_table, update_leaderboard
+
+    defenses = args.defenses if args.defenses != ["all"] else suite_defenses(args.suite, args.config_dir)
+    base = load_run(suite=args.suite, defense=defenses[0], overrides=args.overrides, config_dir=args.config_dir)
+    seeds = args.seeds if args.seeds is not None else list(base.config.seeds)
+    todo, done = plan(suite=args.suite, defenses=defenses, seeds=seeds, overrides=args.overrides,
+                      results_dir=args.results_dir, config_dir=args.config_dir)
+    slurm = {k: v for k in ("partition", "gpus_per_node", "cpus_per_task", "mem_gb", "timeout_min", "nodes",
+                            "account", "qos", "constraint") if (v := getattr(args, k)) is not None}
+    options = GridOptions(results_dir=args.results_dir, executor=args.executor, parallel=args.parallel,
+                          threads=args.threads, wandb=args.wandb or base.config.tracking.wandb, slurm=slurm)
+    console.print(f"grid {base.config.suite}: {len(todo) + len(done)} cells ({len(defenses)} defenses x {len(seeds)} "
+                  f"seeds), {len(done)} already finished, {len(todo)} to run on {args.executor}")
+    try:
+        outcomes = execute(todo, options, console) if todo else []
+    except GridInterrupted:
+        return 143  # 128 + SIGTERM
+    except KeyboardInterrupt:
+        return 130
+    records = grid_records(todo + done, args.results_dir)
+    update_leaderboard(records, args.leaderboard_dir)
+    console.print(grid_table(records, f"{base.config.suite}: {len(records)} run(s)"
+                             + (" with overrides (not published)" if args.overrides else "")))
+    failed = failure_summary(outcomes)
+    if failed:
+        Console(stderr=True).print(f"[bold red]failed cells:[/] {failed}", highlight=False)
+        return 1
+    return 0
 
 
 def cmd_list(args: argparse.Namespace, console: Console) -> None:
@@ -112,18 +179,18 @@ def cmd_list(args: argparse.Namespace, console: Console) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)  # overrides may come before or after the options
-    flags = [e for e in extra if e.startswith("-") or "=" not in e or args.command != "run"]
+    flags = [e for e in extra if e.startswith("-") or "=" not in e or args.command not in ("run", "grid")]
     if flags:
         parser.error(f"unrecognized arguments: {' '.join(flags)}")
-    if args.command == "run":
+    if args.command in ("run", "grid"):
         args.overrides = [*args.overrides, *extra]
     console = Console()
+    commands = {"run": cmd_run, "grid": cmd_grid, "leaderboard": cmd_leaderboard, "list": cmd_list}
     try:
-        {"run": cmd_run, "leaderboard": cmd_leaderboard, "list": cmd_list}[args.command](args, console)
+        return commands[args.command](args, console) or 0
     except MiaBenchError as e:
         Console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False)
         return 2
-    return 0
 
 
 if __name__ == "__main__":

@@ -5,6 +5,12 @@ Every loader batch is one discriminator round, a dict of tensors:
 and, for defenses that declare `needs_reference`, ref_x / ref_y / ref_idx (B, ...) from the split's
 reference set. With k shards the batch holds B records of each shard, shard-major, so
 `x.view(k, B, *shape)[i]` is shard i's batch. Batches are whole (drop-last passes, reshuffled each pass).
+
+Under DDP with W processes, B is the per-process batch: every rank draws the same global batch of W*B
+records per shard (one seeded stream) and keeps its own slice, so the ranks see disjoint records at every
+step and W=1 is exactly the single-process stream. Lightning's distributed sampler is therefore switched
+off (`use_distributed_sampler=False` in the runner's Trainer): wrapping this sampler would deal whole
+batches round-robin to the ranks and cut every rank's number of steps by W.
 """
 
 from __future__ import annotations
@@ -35,8 +41,8 @@ class _PassSampler:
 
     def __init__(self, positions: np.ndarray, size: int, rng: np.random.Generator) -> None:
         if size > positions.size:
-            raise ConfigError(f"batch size {size} exceeds the {positions.size} records it is drawn from; "
-                              "lower trainer.batch_size")
+            raise ConfigError(f"batch size {size} (trainer.batch_size x DDP processes) exceeds the {positions.size} "
+                              "records it is drawn from; lower trainer.batch_size or trainer.devices")
         self.positions, self.size, self.rng = positions, size, rng
         self.order = rng.permutation(positions)
         self.cursor = 0
@@ -53,20 +59,25 @@ class RoundSampler(Sampler[BatchPlan]):
     """Yields `num_batches` BatchPlans: B positions from each shard (+ B reference positions)."""
 
     def __init__(self, *, shards: list[np.ndarray], n_reference: int, batch_size: int, num_batches: int,
-                 seed: int) -> None:
+                 seed: int, rank: int = 0, world_size: int = 1) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside a world of {world_size} processes")
         self.shards, self.n_reference = shards, n_reference
         self.batch_size, self.num_batches, self.seed = batch_size, num_batches, seed
+        self.rank, self.world_size = rank, world_size
 
     def __len__(self) -> int:
         return self.num_batches
 
     def __iter__(self) -> Iterator[BatchPlan]:
-        rng = np.random.default_rng(self.seed)
-        per_shard = [_PassSampler(s, self.batch_size, rng) for s in self.shards]
-        ref = _PassSampler(np.arange(self.n_reference), self.batch_size, rng) if self.n_reference else None
+        rng = np.random.default_rng(self.seed)  # same stream on every rank: the global batches agree
+        size = self.batch_size * self.world_size
+        mine = slice(self.rank * self.batch_size, (self.rank + 1) * self.batch_size)
+        per_shard = [_PassSampler(s, size, rng) for s in self.shards]
+        ref = _PassSampler(np.arange(self.n_reference), size, rng) if self.n_reference else None
         for _ in range(self.num_batches):
-            train = np.concatenate([s.take() for s in per_shard])
-            yield BatchPlan(train=train, reference=ref.take() if ref else None)
+            train = np.concatenate([s.take()[mine] for s in per_shard])
+            yield BatchPlan(train=train, reference=ref.take()[mine] if ref else None)
 
 
 class _InMemory(Dataset):
@@ -130,7 +141,9 @@ class MembershipDataModule(L.LightningDataModule):
         ref = None
         if self.reference_ids is not None:
             ref = (*self.data.take(self.reference_ids), torch.tensor(self.reference_ids))
+        trainer = self.trainer  # None outside a Trainer (tests that read the loader directly)
         sampler = RoundSampler(shards=self.shards, n_reference=0 if ref is None else int(ref[2].numel()),
                                batch_size=self.batch_size, num_batches=self.num_batches,
-                               seed=int(np.random.default_rng([self.seed, 2]).integers(2**31)))
+                               seed=int(np.random.default_rng([self.seed, 2]).integers(2**31)),
+                               rank=trainer.global_rank if trainer else 0, world_size=trainer.world_size if trainer else 1)
         return DataLoader(_InMemory(x, y, ids, shard_of, ref), sampler=sampler, batch_size=None, num_workers=0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -36,8 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     grid.add_argument("--defenses", nargs="+", default=["all"], help="'all' (the suite's defenses list) or names")
     grid.add_argument("--seeds", type=int, nargs="+", default=None, help="default: the suite's seeds")
     grid.add_argument("--executor", choices=("local", "slurm"), default="local")
-    grid.add_argument("--parallel", type=int, default=1, help="local: cells at once; slurm: array parallelism")
-    grid.add_argument("--threads", type=int, default=0, help="torch threads per local cell (0: CPUs / parallel)")
+    grid.add_argument("--parallel", type=int, default=os.cpu_count() or 1,
+                      help="local: cells at once (default: one per CPU); slurm: array parallelism")
+    grid.add_argument("--threads", type=int, default=0, help="torch threads per local cell (default 1)")
     grid.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS)
     grid.add_argument("--leaderboard-dir", type=Path, default=DEFAULT_LEADERBOARD)
     grid.add_argument("--config-dir", type=Path, default=None)
@@ -71,12 +73,17 @@ def cmd_run(args: argparse.Namespace, console: Console) -> None:
     mode = args.wandb or resolved.config.tracking.wandb
     for seed in args.seed:
         with for_run(mode, resolved, seed, results_dir=args.results_dir) as tracker:
-            record = run(resolved, seed, results_dir=args.results_dir, tracker=tracker)
+            record = run(resolved, seed, results_dir=args.results_dir, tracker=tracker,
+                         on_stage=None if args.no_progress else _stage_printer(console, resolved.defense_name, seed))
         if record is None:  # a DDP rank other than 0: it only trained
             continue
         console.print(run_table(record))
         console.print(f"record: {args.results_dir / record.suite / record.defense / f'seed{seed}' / 'record.json'}"
                       f"  ({record.wall_time_s:.1f} s)")
+
+
+def _stage_printer(console: Console, defense: str, seed: int):  # noqa: ANN202 - Callable[[str], None]
+    return lambda stage: console.print(f"[dim]{defense} · seed {seed} · {stage}[/]", highlight=False)
 
 
 def run_table(record) -> Table:  # noqa: ANN001 - RunRecord
@@ -132,6 +139,8 @@ def cmd_grid(args: argparse.Namespace, console: Console) -> int:
                       results_dir=args.results_dir, config_dir=args.config_dir)
     slurm = {k: v for k in ("partition", "gpus_per_node", "cpus_per_task", "mem_gb", "timeout_min", "nodes",
                             "account", "qos", "constraint") if (v := getattr(args, k)) is not None}
+    trainer = base.config.trainer
+    slurm = {"tasks_per_node": trainer.devices, "nodes": trainer.num_nodes, **slurm}
     options = GridOptions(results_dir=args.results_dir, executor=args.executor, parallel=args.parallel,
                           threads=args.threads, wandb=args.wandb or base.config.tracking.wandb, slurm=slurm)
     console.print(f"grid {base.config.suite}: {len(todo) + len(done)} cells ({len(defenses)} defenses x {len(seeds)} "

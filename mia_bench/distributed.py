@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import uuid
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -73,7 +74,8 @@ class RankSetup(L.Callback):
 
     def __init__(self, seed: int) -> None:
         self.seed = seed
-        self.handoff = Path(tempfile.mkdtemp(prefix="mia_bench_rank0_")) / "extra.json"
+        # a path only: the file exists only when some rank-0 process wrote it
+        self.handoff = Path(tempfile.gettempdir()) / f"mia_bench_rank0_{uuid.uuid4().hex}.json"
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if trainer.world_size > 1 and getattr(trainer.strategy, "_start_method", None) in ("fork", "forkserver"):
@@ -97,4 +99,3 @@ class RankSetup(L.Callback):
                 model.load_checkpoint_extra(json.loads(self.handoff.read_text()))
         finally:
             self.handoff.unlink(missing_ok=True)
-            self.handoff.parent.rmdir()

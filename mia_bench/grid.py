@@ -12,7 +12,6 @@ resumes at its attacks. A failing cell is reported with its log and does not sto
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import threading
@@ -55,7 +54,7 @@ class GridOptions:
     results_dir: Path
     executor: str = "local"  # local | slurm
     parallel: int = 1  # local: cells at once; slurm: array parallelism
-    threads: int = 0  # torch threads per local cell (0: the CPUs divided among the parallel cells)
+    threads: int = 0  # torch threads per local cell (0: one; see threads_per_cell)
     wandb: str = "offline"
     slurm: dict[str, Any] = field(default_factory=dict)  # partition, gpus_per_node, cpus_per_task, mem_gb, ...
 
@@ -171,7 +170,8 @@ def make_executor(options: GridOptions, folder: Path) -> Any:
     ex = submitit.SlurmExecutor(folder=folder, max_num_timeout=int(s.get("max_num_timeout", 3)))
     params: dict[str, Any] = dict(
         job_name=f"mia_bench-{s.get('job_name', 'grid')}", time=int(s.get("timeout_min", 120)),
-        nodes=int(s.get("nodes", 1)), ntasks_per_node=max(1, gpus),  # one task per GPU: each is a DDP rank
+        # one task per device: under SLURM each task is a DDP rank (Lightning reads SLURM's variables)
+        nodes=int(s.get("nodes", 1)), ntasks_per_node=int(s.get("tasks_per_node", 1)),
         cpus_per_task=int(s.get("cpus_per_task", 4)), mem=f"{int(s.get('mem_gb', 16))}GB",
         array_parallelism=max(1, options.parallel), signal_delay_s=int(s.get("signal_delay_s", 120)))
     if gpus:
@@ -184,9 +184,14 @@ def make_executor(options: GridOptions, folder: Path) -> Any:
 
 
 def threads_per_cell(options: GridOptions) -> int:
+    """Torch threads of a local cell (0: torch's default, for SLURM cells sized by cpus_per_task).
+
+    One by default: the suite's MLP steps are too small to gain from intra-op threads, and with every core
+    busy, two OpenMP threads per process made training 10-50x slower here (1000 `none` steps: 4-6 s on
+    one thread, 68-328 s on two, on 2 shared cores); run more cells in parallel instead."""
     if options.threads > 0:
         return options.threads
-    return max(1, (os.cpu_count() or 1) // max(1, options.parallel)) if options.executor == "local" else 0
+    return 1 if options.executor == "local" else 0
 
 
 class GridInterrupted(Exception):

@@ -170,7 +170,8 @@ def test_grid_killed_by_sigterm_then_rerun_finishes_every_cell_once(tmp_path):
     argv = [sys.executable, "-m", "mia_bench", "grid", "--defenses", "memorizer", "none", "--seeds", "0",
             "--wandb", "off", "--results-dir", str(r), "--leaderboard-dir", str(lb), *TINY]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    grid = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    grid = subprocess.Popen([*argv, "--parallel", "1"], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
     logs, deadline = r / "digits" / "_grid" / "logs", time.time() + 120
     # kill once the first cell is finished and the second one is running
     while len(list(logs.glob("*_submitted.pkl"))) < 2 and time.time() < deadline and grid.poll() is None:

@@ -12,6 +12,7 @@ resumes at its attacks. A failing cell is reported with its log and does not sto
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import threading
@@ -124,11 +125,10 @@ class _StageFile(L.Callback):
         with suppress(OSError):  # progress is cosmetic: never fail a cell over it
             atomic_write_text(self.path, text)
 
-    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
-        total = int(trainer.num_training_batches)
-        every = max(1, total // 50)
-        i = trainer.fit_loop.epoch_loop.batch_progress.current.completed
-        if trainer.is_global_zero and (i % every == 0 or i == total):
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        total, i = int(trainer.num_training_batches), batch_idx + 1
+        if trainer.is_global_zero and (i % max(1, total // 50) == 0 or i == total):
             self.write(f"train {i}/{total}")
 
 
@@ -231,8 +231,28 @@ def _exception_line(trace: str) -> str:
     return found[-1].strip() if found else ""
 
 
-def wait_gone(jobs: list[Any], timeout_s: float = 15.0) -> None:
-    """Wait (bounded) until cancelled local jobs have exited, so a rerun never races them."""
+def cancel_local(jobs: list[Any]) -> None:
+    """Stop running local jobs and wait (bounded) until they are gone, so a rerun never races them.
+
+    submitit cancels with SIGINT (its controller then stops the cell), but a grid started in the background
+    or under nohup inherits SIGINT as ignored; SIGTERM, which the controller forwards to its cell, follows.
+    A LocalJob's id is its controller's pid."""
+    for job in jobs:
+        job.cancel()
+    for sig, wait_s in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 10.0)):
+        if _wait_done(jobs, wait_s):
+            return
+        for job in jobs:
+            if not job.done():
+                with suppress(ProcessLookupError, ValueError):
+                    os.kill(int(job.job_id), sig)
+    _wait_done(jobs, 5.0)
+
+
+def _wait_done(jobs: list[Any], timeout_s: float) -> bool:
     end = time.time() + timeout_s
-    while time.time() < end and not all(j.done() for j in jobs):
-        time.sleep(0.2)
+    while not all(j.done() for j in jobs):
+        if time.time() > end:
+            return False
+        time.sleep(0.1)
+    return True

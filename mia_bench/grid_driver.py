@@ -103,9 +103,7 @@ def execute(cells: list[g.Cell], options: g.GridOptions, console: Console) -> li
 
 def _interrupt(running: dict[Any, tuple[g.Cell, float]], options: g.GridOptions, console: Console) -> None:
     if options.executor == "local":
-        for job in running:
-            job.cancel()
-        g.wait_gone(list(running))
+        g.cancel_local(list(running))
         console.print(f"[yellow]grid interrupted:[/] cancelled {len(running)} running cell(s); "
                       "finished cells are kept and a rerun skips them")
     else:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -11,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mia_bench.errors import MiaBenchError
+from mia_bench.grid_cli import add_grid_parser, cmd_grid
 
 DEFAULT_RESULTS = Path("results")
 DEFAULT_LEADERBOARD = Path("leaderboard")
@@ -32,25 +32,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="Weights & Biases mode (default: the suite's tracking.wandb, offline)")
     run.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. trainer.max_steps=500")
 
-    grid = sub.add_parser("grid", help="every defense x seed of a suite as jobs (local or SLURM); skips finished cells")
-    grid.add_argument("--suite", default="digits")
-    grid.add_argument("--defenses", nargs="+", default=["all"], help="'all' (the suite's defenses list) or names")
-    grid.add_argument("--seeds", type=int, nargs="+", default=None, help="default: the suite's seeds")
-    grid.add_argument("--executor", choices=("local", "slurm"), default="local")
-    grid.add_argument("--parallel", type=int, default=os.cpu_count() or 1,
-                      help="local: cells at once (default: one per CPU); slurm: array parallelism")
-    grid.add_argument("--threads", type=int, default=0, help="torch threads per local cell (default 1)")
-    grid.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS)
-    grid.add_argument("--leaderboard-dir", type=Path, default=DEFAULT_LEADERBOARD)
-    grid.add_argument("--config-dir", type=Path, default=None)
-    grid.add_argument("--wandb", choices=WANDB_MODES, default=None)
-    for opt, kind, help_ in (("--partition", str, "SLURM partition"), ("--gpus-per-node", int, "GPUs per job"),
-                             ("--cpus-per-task", int, "CPUs per task"), ("--mem-gb", int, "memory per job"),
-                             ("--timeout-min", int, "wall-clock limit per job"), ("--nodes", int, "nodes per job"),
-                             ("--account", str, "SLURM account"), ("--qos", str, "SLURM QoS"),
-                             ("--constraint", str, "SLURM constraint")):
-        grid.add_argument(opt, type=kind, default=None, help=help_)
-    grid.add_argument("overrides", nargs="*", help="key=value overrides applied to every cell")
+    add_grid_parser(sub, results=DEFAULT_RESULTS, leaderboard=DEFAULT_LEADERBOARD, wandb_modes=WANDB_MODES)
 
     lb = sub.add_parser("leaderboard", help="fold records into leaderboard entries and render LEADERBOARD.md")
     lb.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS)
@@ -125,41 +107,6 @@ def cmd_leaderboard(args: argparse.Namespace, console: Console) -> None:
     console.print(f"{len(written)} entr{'y' if len(written) == 1 else 'ies'} updated from {len(records)} record(s)"
                   + (f"; {skipped} run(s) with overrides left out" if skipped else "")
                   + f" -> {args.leaderboard_dir / 'LEADERBOARD.md'}")
-
-
-def cmd_grid(args: argparse.Namespace, console: Console) -> int:
-    from mia_bench.config import load_run
-    from mia_bench.grid import GridInterrupted, GridOptions, plan, suite_defenses
-    from mia_bench.grid_driver import execute, failure_summary, grid_records, grid_table, update_leaderboard
-
-    defenses = args.defenses if args.defenses != ["all"] else suite_defenses(args.suite, args.config_dir)
-    base = load_run(suite=args.suite, defense=defenses[0], overrides=args.overrides, config_dir=args.config_dir)
-    seeds = args.seeds if args.seeds is not None else list(base.config.seeds)
-    todo, done = plan(suite=args.suite, defenses=defenses, seeds=seeds, overrides=args.overrides,
-                      results_dir=args.results_dir, config_dir=args.config_dir)
-    slurm = {k: v for k in ("partition", "gpus_per_node", "cpus_per_task", "mem_gb", "timeout_min", "nodes",
-                            "account", "qos", "constraint") if (v := getattr(args, k)) is not None}
-    trainer = base.config.trainer
-    slurm = {"tasks_per_node": trainer.devices, "nodes": trainer.num_nodes, **slurm}
-    options = GridOptions(results_dir=args.results_dir, executor=args.executor, parallel=args.parallel,
-                          threads=args.threads, wandb=args.wandb or base.config.tracking.wandb, slurm=slurm)
-    console.print(f"grid {base.config.suite}: {len(todo) + len(done)} cells ({len(defenses)} defenses x {len(seeds)} "
-                  f"seeds), {len(done)} already finished, {len(todo)} to run on {args.executor}")
-    try:
-        outcomes = execute(todo, options, console) if todo else []
-    except GridInterrupted:
-        return 143  # 128 + SIGTERM
-    except KeyboardInterrupt:
-        return 130
-    records = grid_records(todo + done, args.results_dir)
-    update_leaderboard(records, args.leaderboard_dir)
-    console.print(grid_table(records, f"{base.config.suite}: {len(records)} run(s)"
-                             + (" with overrides (not published)" if args.overrides else "")))
-    failed = failure_summary(outcomes)
-    if failed:
-        Console(stderr=True).print(f"[bold red]failed cells:[/] {failed}", highlight=False)
-        return 1
-    return 0
 
 
 def cmd_list(args: argparse.Namespace, console: Console) -> None:

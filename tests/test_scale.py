@@ -213,3 +213,18 @@ def test_slurm_cells_become_one_job_array_with_the_requested_resources(tmp_path,
     for line in ("--partition=gpu", "--gpus-per-node=2", "--ntasks-per-node=2", "--time=30", "--mem=8GB",
                  "--array=0-1%1"):
         assert f"#SBATCH {line}" in script, line
+
+
+def test_defense_logs_are_averaged_over_ranks_under_ddp(monkeypatch, digits):
+    from types import SimpleNamespace
+
+    calls = []
+    monkeypatch.setattr(L.LightningModule, "log", lambda self, name, value, *a, **kw: calls.append(kw["sync_dist"]))
+    resolved = quick("none")
+    model = UnprotectedGAN(config=resolved.defense_params, info=digits.info, n_train=300)
+    for world, kwargs, expected in ((1, {}, False), (2, {}, True), (2, {"sync_dist": False}, False)):
+        model._trainer = SimpleNamespace(world_size=world)
+        calls.clear()
+        model.log_dict({"loss/d": torch.tensor(1.0), "loss/g": torch.tensor(2.0)}, **kwargs)
+        assert calls == [expected, expected], (world, kwargs)
+

@@ -11,12 +11,16 @@ SUITE   ?= digits
 DEFENSE ?= none
 SEED    ?= 0
 SEEDS   ?= 0 1 2
+DEFENSES ?= all
+EXECUTOR ?= local
+PARALLEL ?= $(shell nproc 2>/dev/null || echo 1)
+WANDB   ?= offline
 ARGS    ?=
 RESULTS ?= results
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install bench leaderboard list test test-slow lint perf clean
+.PHONY: help install bench grid leaderboard list test test-slow lint perf clean
 
 help: ## show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -35,8 +39,12 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP) ## create .venv and install mia_bench into it
 
 bench: $(STAMP) ## train, attack, score one defense and update the leaderboard: make bench DEFENSE=none [SUITE= SEED= ARGS="k=v ..."]
-	$(CLI) run --suite $(SUITE) --defense $(DEFENSE) --seed $(SEED) --results-dir $(RESULTS) $(ARGS)
+	$(CLI) run --suite $(SUITE) --defense $(DEFENSE) --seed $(SEED) --results-dir $(RESULTS) --wandb $(WANDB) $(ARGS)
 	$(CLI) leaderboard --results-dir $(RESULTS)
+
+grid: $(STAMP) ## every defense x seed, skipping finished cells, then the leaderboard: make grid [SUITE= SEEDS= DEFENSES= EXECUTOR=local|slurm PARALLEL= WANDB=offline|online|off ARGS=]
+	$(CLI) grid --suite $(SUITE) --defenses $(DEFENSES) --seeds $(SEEDS) --executor $(EXECUTOR) --parallel $(PARALLEL) \
+		--results-dir $(RESULTS) --wandb $(WANDB) $(ARGS)
 
 leaderboard: $(STAMP) ## fold results/ into leaderboard/entries and regenerate leaderboard/LEADERBOARD.md
 	$(CLI) leaderboard --results-dir $(RESULTS)

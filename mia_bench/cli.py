@@ -1,4 +1,4 @@
-"""`mia-bench run|leaderboard|list`: the command-line front of the runner and the leaderboard."""
+"""`mia-bench run|grid|leaderboard|list`: the command-line front of the runner, the grid and the leaderboard."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ from rich.console import Console
 from rich.table import Table
 
 from mia_bench.errors import MiaBenchError
+from mia_bench.grid_cli import add_grid_parser, cmd_grid
 
 DEFAULT_RESULTS = Path("results")
 DEFAULT_LEADERBOARD = Path("leaderboard")
+WANDB_MODES = ("online", "offline", "off")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -26,11 +28,16 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS)
     run.add_argument("--config-dir", type=Path, default=None, help="folder holding suite YAMLs (default: benchmarks/)")
     run.add_argument("--no-progress", action="store_true", help="hide the training progress bar")
+    run.add_argument("--wandb", choices=WANDB_MODES, default=None,
+                     help="Weights & Biases mode (default: the suite's tracking.wandb, offline)")
     run.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. trainer.max_steps=500")
+
+    add_grid_parser(sub, results=DEFAULT_RESULTS, leaderboard=DEFAULT_LEADERBOARD, wandb_modes=WANDB_MODES)
 
     lb = sub.add_parser("leaderboard", help="fold records into leaderboard entries and render LEADERBOARD.md")
     lb.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS)
     lb.add_argument("--leaderboard-dir", type=Path, default=DEFAULT_LEADERBOARD)
+    lb.add_argument("--wandb", choices=WANDB_MODES, default="off", help="also log the leaderboard as a W&B table")
 
     sub.add_parser("list", help="registered datasets, defenses, attacks and metrics")
     return p
@@ -39,18 +46,28 @@ def _parser() -> argparse.ArgumentParser:
 def cmd_run(args: argparse.Namespace, console: Console) -> None:
     from mia_bench.config import load_run
     from mia_bench.runner import run
+    from mia_bench.tracking import for_run
 
     overrides = list(args.overrides) + (["trainer.progress_bar=false"] if args.no_progress else [])
     resolved = load_run(suite=args.suite, defense=args.defense, overrides=overrides, config_dir=args.config_dir)
     if args.no_progress:  # cosmetic: keep the record "official"
         resolved.overrides.remove("trainer.progress_bar=false")
+    mode = args.wandb or resolved.config.tracking.wandb
     for seed in args.seed:
-        record = run(resolved, seed, results_dir=args.results_dir)
+        with for_run(mode, resolved, seed, results_dir=args.results_dir) as tracker:
+            record = run(resolved, seed, results_dir=args.results_dir, tracker=tracker,
+                         on_stage=None if args.no_progress else _stage_printer(console, resolved.defense_name, seed))
+        if record is None:  # a DDP rank other than 0: it only trained
+            continue
         console.print(run_table(record))
         if record.utility:
             console.print("utility: " + ", ".join(f"{k} {v:.4g}" for k, v in record.utility["metrics"].items()))
         console.print(f"record: {args.results_dir / record.suite / record.defense / f'seed{seed}' / 'record.json'}"
                       f"  ({record.wall_time_s:.1f} s)")
+
+
+def _stage_printer(console: Console, defense: str, seed: int):  # noqa: ANN202 - Callable[[str], None]
+    return lambda stage: console.print(f"[dim]{defense} · seed {seed} · {stage}[/]", highlight=False)
 
 
 def run_table(record) -> Table:  # noqa: ANN001 - RunRecord
@@ -84,6 +101,12 @@ def cmd_leaderboard(args: argparse.Namespace, console: Console) -> None:
     written = update_entries(records, entries_dir)
     skipped = sum(not r.official for r in records)
     write_leaderboard(entries_dir, args.leaderboard_dir / "LEADERBOARD.md")
+    if args.wandb != "off":
+        from mia_bench.leaderboard import load_entries
+        from mia_bench.tracking import log_leaderboard
+
+        run_id = log_leaderboard(args.wandb, load_entries(entries_dir), results_dir=args.results_dir)
+        console.print(f"W&B leaderboard run: {run_id or 'not logged'}")
     console.print(f"{len(written)} entr{'y' if len(written) == 1 else 'ies'} updated from {len(records)} record(s)"
                   + (f"; {skipped} run(s) with overrides left out" if skipped else "")
                   + f" -> {args.leaderboard_dir / 'LEADERBOARD.md'}")
@@ -115,18 +138,18 @@ def cmd_list(args: argparse.Namespace, console: Console) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)  # overrides may come before or after the options
-    flags = [e for e in extra if e.startswith("-") or "=" not in e or args.command != "run"]
+    flags = [e for e in extra if e.startswith("-") or "=" not in e or args.command not in ("run", "grid")]
     if flags:
         parser.error(f"unrecognized arguments: {' '.join(flags)}")
-    if args.command == "run":
+    if args.command in ("run", "grid"):
         args.overrides = [*args.overrides, *extra]
     console = Console()
+    commands = {"run": cmd_run, "grid": cmd_grid, "leaderboard": cmd_leaderboard, "list": cmd_list}
     try:
-        {"run": cmd_run, "leaderboard": cmd_leaderboard, "list": cmd_list}[args.command](args, console)
+        return commands[args.command](args, console) or 0
     except MiaBenchError as e:
         Console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False)
         return 2
-    return 0
 
 
 if __name__ == "__main__":

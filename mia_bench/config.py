@@ -71,6 +71,15 @@ class UtilityConfig:
 
 
 @dataclass
+class TrackingConfig:
+    """Weights & Biases (cosmetic: left out of the config digest). The CLI's --wandb overrides `wandb`."""
+
+    wandb: str = "offline"  # online | offline (sync later with `wandb sync`) | off
+    project: str = "mia_bench"
+    entity: str | None = None
+
+
+@dataclass
 class RunConfig:
     suite: str = "digits"
     version: int = 1  # protocol version: entries of different versions are never ranked together
@@ -81,6 +90,7 @@ class RunConfig:
     release: ReleaseConfig = field(default_factory=ReleaseConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     utility: UtilityConfig = field(default_factory=UtilityConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
     attacks: dict[str, Any] = field(default_factory=dict)  # attack name -> its options (or null)
     defenses: list[str] = field(default_factory=list)  # what `grid --defenses all` runs
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
@@ -106,7 +116,7 @@ class ResolvedRun:
     def digest(self) -> str:
         """sha256 of everything that shapes a run's result (seeds list and cosmetic keys excluded)."""
         d = self.to_dict()
-        for key in ("seeds", "defenses", "description"):
+        for key in ("seeds", "defenses", "description", "tracking"):
             d.pop(key)
         d["trainer"].pop("progress_bar")
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()

@@ -284,3 +284,23 @@ def write_leaderboard(entries_dir: Path, out_md: Path) -> str:
     for key in sorted(by_suite):
         write_tradeoff_plot(by_suite[key], Path(out_md).parent)
     return text
+
+
+def leaderboard_rows(entries: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
+    """The leaderboard as rows (ranked defenses, then controls), with mean and 95% half-width columns."""
+    attacks = sorted({a for e in entries for a in e["attacks"]})
+    columns = ["suite", "version", "rank", "defense", "labels", "seeds", f"worst {RANK_KEY}", f"worst {RANK_KEY} ±",
+               "worst auc", "worst auc ±"] + [f"{a} auc" for a in attacks] + [f"{a} {RANK_KEY}" for a in attacks]
+    rows = []
+    for suite_version in sorted({(e["suite"], e["suite_version"]) for e in entries}):
+        group = [e for e in entries if (e["suite"], e["suite_version"]) == suite_version]
+        ranked = rank([e for e in group if "control" not in e.get("labels", [])])
+        controls = rank([e for e in group if "control" in e.get("labels", [])])
+        for i, e in enumerate(ranked + controls, start=1):
+            w, a = worst_case(e, RANK_KEY), worst_case(e, "auc")
+            row = [*suite_version, i if e in ranked else None, e["defense"], ", ".join(e.get("labels", [])),
+                   len(e["seeds"]), w.mean, w.half_width, a.mean, a.half_width]
+            row += [per_attack(e, att, "auc").mean if att in e["attacks"] else None for att in attacks]
+            row += [per_attack(e, att, RANK_KEY).mean if att in e["attacks"] else None for att in attacks]
+            rows.append(row)
+    return columns, rows

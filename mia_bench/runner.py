@@ -9,8 +9,9 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,16 +25,20 @@ from mia_bench.config import ResolvedRun, TrainerConfig
 from mia_bench.data import ArrayDataset, MembershipSplit, load_dataset
 from mia_bench.data.datamodule import MembershipDataModule
 from mia_bench.defenses import DEFENSES, Defense, Released
+from mia_bench.distributed import RankSetup, defense_strategy, is_global_zero
 from mia_bench.errors import CheckpointError, MiaBenchError
 from mia_bench.io import atomic_save_npz
 from mia_bench.metrics.overfitting import discriminator_diagnostics
 from mia_bench.metrics.privacy import privacy_report
 from mia_bench.metrics.utility import evaluate_utility
 from mia_bench.results import RunPaths, RunRecord, environment, now_iso
+from mia_bench.tracking import Tracker
 
 
 @contextmanager
-def _stage(timings: dict[str, float], name: str) -> Iterator[None]:
+def _stage(timings: dict[str, float], name: str, on_stage: Callable[[str], None] | None = None) -> Iterator[None]:
+    if on_stage is not None:
+        on_stage(name)
     t = time.perf_counter()
     yield
     timings[name] = round(time.perf_counter() - t, 3)
@@ -53,6 +58,7 @@ def build_trainer(cfg: TrainerConfig, *, logger: object = False, callbacks: list
         enable_progress_bar=cfg.progress_bar,
         callbacks=([RichProgressBar(refresh_rate=10)] if cfg.progress_bar else []) + list(callbacks or []),
         log_every_n_steps=cfg.log_every_n_steps,
+        use_distributed_sampler=False,  # the data module deals each DDP rank its own slice (datamodule.py)
     )
 
 
@@ -71,11 +77,14 @@ def fit_defense(*, defense: str, params: Any, trainer: TrainerConfig, data: Arra
                               sampling=model.batch_sampling, group_size=per_step)
     model.prepare(*dm.train_tensors())
     if cls.trainable:
+        ranks = RankSetup(seed)
+        trainer = replace(trainer, strategy=defense_strategy(trainer.strategy, len(cls.player_order)))
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
             warnings.filterwarnings("ignore", message=".*You called `self.log.*no logger.*")
             warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated.*")
-            build_trainer(trainer, logger=logger, callbacks=callbacks).fit(model, datamodule=dm)
+            build_trainer(trainer, logger=logger, callbacks=[ranks, *(callbacks or [])]).fit(model, datamodule=dm)
+        ranks.restore(model)
     return model.cpu().eval()
 
 
@@ -91,7 +100,7 @@ def train_defense(resolved: ResolvedRun, data: ArrayDataset, split: MembershipSp
 
 
 def obtain_defense(resolved: ResolvedRun, data: ArrayDataset, split: MembershipSplit, seed: int,
-                   paths: RunPaths, *, logger: object = False) -> tuple[Defense, bool]:
+                   paths: RunPaths, *, logger: object = False, callbacks: list | None = None) -> tuple[Defense, bool]:
     """Reuse the run's checkpoint when its training config and split digests match; otherwise train and save."""
     digest = resolved.training_digest()
     if paths.checkpoint.is_file():
@@ -101,8 +110,9 @@ def obtain_defense(resolved: ResolvedRun, data: ArrayDataset, split: MembershipS
                 return load_checkpoint(paths.checkpoint)[0], True
         except CheckpointError:
             pass  # unreadable or foreign: retrain and overwrite atomically
-    model = train_defense(resolved, data, split, seed, logger=logger)
-    save_checkpoint(paths.checkpoint, model, split_digest=split.digest(), config_digest=digest)
+    model = train_defense(resolved, data, split, seed, logger=logger, callbacks=callbacks)
+    if is_global_zero():  # DDP ranks other than 0 (ddp subprocess launcher, srun tasks) stop after training
+        save_checkpoint(paths.checkpoint, model, split_digest=split.digest(), config_digest=digest)
     return model, False
 
 
@@ -159,26 +169,36 @@ def diagnose(defense: Defense, data: ArrayDataset, split: MembershipSplit) -> di
                                                        is_logit=defense.discriminator_is_logit)}
 
 
-def run(resolved: ResolvedRun, seed: int, *, results_dir: Path, logger: object = False) -> RunRecord:
+def run(resolved: ResolvedRun, seed: int, *, results_dir: Path, logger: object = False, tracker: Tracker | None = None,
+        callbacks: list | None = None, on_stage: Callable[[str], None] | None = None) -> RunRecord | None:
+    """One run; returns its record, or None in DDP ranks other than global rank zero (which only train).
+
+    tracker: a W&B run (mia_bench.tracking) that receives the training curves and, once the record is
+    written, the results; on_stage(name) is called as each stage starts (the grid's progress display).
+    """
     t_start = time.perf_counter()
+    if tracker is not None and tracker.active:
+        logger = tracker.logger
     timings: dict[str, float] = {}
     cfg = resolved.config
     paths = RunPaths.of(results_dir, cfg.suite, resolved.defense_name, seed)
-    with _stage(timings, "data"):
+    with _stage(timings, "data", on_stage):
         data = load_dataset(cfg.dataset)
         split = MembershipSplit.make(n_records=len(data), sizes=cfg.split, seed=seed, dataset=cfg.dataset.name,
                                      groups=data.groups)
-    with _stage(timings, "train"):
-        defense, reused = obtain_defense(resolved, data, split, seed, paths, logger=logger)
-    with _stage(timings, "release"):
+    with _stage(timings, "train", on_stage):
+        defense, reused = obtain_defense(resolved, data, split, seed, paths, logger=logger, callbacks=callbacks)
+    if not is_global_zero():
+        return None
+    with _stage(timings, "release", on_stage):
         released = release(defense, cfg.release.n_samples, seed, paths)
-    with _stage(timings, "attacks"):
+    with _stage(timings, "attacks", on_stage):
         attacks, raw = attack_all(resolved, seed, defense, released, data, split,
                                   cache_dir=Path(results_dir) / cfg.suite / "_cache")
-    with _stage(timings, "utility"):
+    with _stage(timings, "utility", on_stage):
         utility = evaluate_utility(cfg.utility, released, data, split, seed=seed, out_dir=paths.root,
                                    cache_dir=Path(results_dir) / cfg.suite / "_cache")
-    with _stage(timings, "diagnostics"):
+    with _stage(timings, "diagnostics", on_stage):
         diagnostics = diagnose(defense, data, split)
     query_ids, is_member = queries(split)
     atomic_save_npz(paths.scores, record_id=query_ids, is_member=is_member, **raw)
@@ -191,6 +211,9 @@ def run(resolved: ResolvedRun, seed: int, *, results_dir: Path, logger: object =
         attacks=attacks, labels=labels, utility=utility, diagnostics=diagnostics, privacy_guarantee=defense.privacy_report(),
         environment=environment(), timings={**timings, "checkpoint_reused": float(reused)},
         wall_time_s=round(time.perf_counter() - t_start, 3), created_at=now_iso(),
+        wandb_run_id=tracker.run_id if tracker is not None else None,
     )
     record.write(paths.record)
+    if tracker is not None:
+        tracker.log_run(record, paths, data.info)
     return record

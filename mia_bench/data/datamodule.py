@@ -11,6 +11,13 @@ Two other sampling modes serve the defenses whose privacy argument depends on ho
                 possibly empty); needs a single shard.
   random_shard  one shard drawn uniformly at random per group of `group_size` consecutive batches (one
                 generator step of GS-WGAN), min(B, shard size) records of it per batch.
+
+Under DDP with W processes, B is the per-process batch: every rank draws the same global batch of W*B
+records per shard (one seeded stream) and keeps its own slice, so the ranks see disjoint records at every
+step and W=1 is exactly the single-process stream. Lightning's distributed sampler is therefore switched
+off (`use_distributed_sampler=False` in the runner's Trainer): wrapping this sampler would deal whole
+batches round-robin to the ranks and cut every rank's number of steps by W.
+The poisson and random_shard modes split their (global) draw among the ranks by stride.
 """
 
 from __future__ import annotations
@@ -41,8 +48,8 @@ class _PassSampler:
 
     def __init__(self, positions: np.ndarray, size: int, rng: np.random.Generator) -> None:
         if size > positions.size:
-            raise ConfigError(f"batch size {size} exceeds the {positions.size} records it is drawn from; "
-                              "lower trainer.batch_size")
+            raise ConfigError(f"batch size {size} (trainer.batch_size x DDP processes) exceeds the {positions.size} "
+                              "records it is drawn from; lower trainer.batch_size or trainer.devices")
         self.positions, self.size, self.rng = positions, size, rng
         self.order = rng.permutation(positions)
         self.cursor = 0
@@ -64,33 +71,39 @@ class RoundSampler(Sampler[BatchPlan]):
     random_shard: min(B, shard size) positions of one shard, redrawn uniformly every `group_size` batches."""
 
     def __init__(self, *, shards: list[np.ndarray], n_reference: int, batch_size: int, num_batches: int,
-                 seed: int, mode: str = "rounds", group_size: int = 1) -> None:
+                 seed: int, mode: str = "rounds", group_size: int = 1, rank: int = 0, world_size: int = 1) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside a world of {world_size} processes")
         self.shards, self.n_reference = shards, n_reference
         self.batch_size, self.num_batches, self.seed = batch_size, num_batches, seed
         self.mode, self.group_size = mode, group_size
+        self.rank, self.world_size = rank, world_size
 
     def __len__(self) -> int:
         return self.num_batches
 
     def __iter__(self) -> Iterator[BatchPlan]:
+        # same stream on every rank, so the global batches agree; each rank keeps its own part of them
         rng = np.random.default_rng(self.seed)
+        w, r = self.world_size, self.rank
+        mine = slice(r * self.batch_size, (r + 1) * self.batch_size)
         if self.mode == "random_shard":
             per_shard = [_PassSampler(s, min(self.batch_size, s.size), rng) for s in self.shards]
         elif self.mode == "rounds":
-            per_shard = [_PassSampler(s, self.batch_size, rng) for s in self.shards]
-        ref = _PassSampler(np.arange(self.n_reference), self.batch_size, rng) if self.n_reference else None
+            per_shard = [_PassSampler(s, self.batch_size * w, rng) for s in self.shards]
+        ref = _PassSampler(np.arange(self.n_reference), self.batch_size * w, rng) if self.n_reference else None
         shard = 0
         for i in range(self.num_batches):
             if self.mode == "poisson":
                 positions = self.shards[0]
-                train = positions[rng.random(positions.size) < self.batch_size / positions.size]
+                train = positions[rng.random(positions.size) < self.batch_size / positions.size][r::w]
             elif self.mode == "random_shard":
                 if i % self.group_size == 0:
                     shard = int(rng.integers(len(self.shards)))
-                train = per_shard[shard].take()
+                train = per_shard[shard].take()[r::w]
             else:
-                train = np.concatenate([s.take() for s in per_shard])
-            yield BatchPlan(train=train, reference=ref.take() if ref else None)
+                train = np.concatenate([s.take()[mine] for s in per_shard])
+            yield BatchPlan(train=train, reference=ref.take()[mine] if ref else None)
 
 
 class _InMemory(Dataset):
@@ -171,8 +184,11 @@ class MembershipDataModule(L.LightningDataModule):
         ref = None
         if self.reference_ids is not None:
             ref = (*self.data.take(self.reference_ids), torch.tensor(self.reference_ids))
+        trainer = self.trainer  # None outside a Trainer (tests that read the loader directly)
         sampler = RoundSampler(shards=self.shards, n_reference=0 if ref is None else int(ref[2].numel()),
                                batch_size=self.batch_size, num_batches=self.num_batches,
                                seed=int(np.random.default_rng([self.seed, 2]).integers(2**31)),
-                               mode=self.sampling, group_size=self.group_size)
+                               mode=self.sampling, group_size=self.group_size,
+                               rank=trainer.global_rank if trainer else 0,
+                               world_size=trainer.world_size if trainer else 1)
         return DataLoader(_InMemory(x, y, ids, shard_of, ref), sampler=sampler, batch_size=None, num_workers=0)

@@ -149,6 +149,21 @@ class Defense(L.LightningModule):
         finally:
             self.untoggle_optimizer(opt)
 
+    def log(self, name: str, value: Any, *args: Any, **kwargs: Any) -> None:
+        """LightningModule.log; under DDP a value is averaged over ranks unless `sync_dist=False` is given
+        (otherwise the logger, which lives on rank 0, would only ever see rank 0's batches)."""
+        if kwargs.get("sync_dist") is None:
+            kwargs["sync_dist"] = self._distributed()
+        super().log(name, value, *args, **kwargs)
+
+    def log_dict(self, dictionary: Any, *args: Any, **kwargs: Any) -> None:
+        if kwargs.get("sync_dist") is None:
+            kwargs["sync_dist"] = self._distributed()
+        super().log_dict(dictionary, *args, **kwargs)
+
+    def _distributed(self) -> bool:
+        return self._trainer is not None and self._trainer.world_size > 1
+
     def should_log(self, batch_idx: int) -> bool:
         every = getattr(self._trainer, "log_every_n_steps", 0)
         return bool(every) and batch_idx % every == 0

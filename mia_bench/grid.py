@@ -1,0 +1,258 @@
+"""The grid: every (defense, seed) cell of a suite as an independent job sharing one results folder.
+
+    mia-bench grid --suite digits --defenses all --seeds 0 1 2 [--executor local|slurm] [key=value ...]
+
+Jobs go through submitit (LocalExecutor on this machine, SlurmExecutor on a cluster); mia_bench only
+decides which cells to submit and how many local cells run at once. A cell writes its record last and
+atomically (runner.run), so a killed grid loses at most the cells in flight, and a rerun skips every
+finished cell: a readable record whose config digest matches the cell's (and that is official exactly when
+the cell is). A trained checkpoint with a matching digest is reused, so a cell killed after training
+resumes at its attacks. A failing cell is reported with its log and does not stop the others.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+
+from mia_bench.config import REPO_ROOT, load_run, suite_path
+from mia_bench.errors import ConfigError, MiaBenchError
+from mia_bench.io import atomic_write_text
+from mia_bench.results import RunPaths, RunRecord
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run of the grid: suite x defense x seed, with the grid's overrides."""
+
+    suite: str
+    defense: str
+    seed: int
+    overrides: tuple[str, ...] = ()
+    config_dir: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.defense}/seed{self.seed}"
+
+    def resolve(self) -> Any:
+        return load_run(suite=self.suite, defense=self.defense, overrides=list(self.overrides),
+                        config_dir=Path(self.config_dir) if self.config_dir else None)
+
+
+@dataclass
+class GridOptions:
+    results_dir: Path
+    executor: str = "local"  # local | slurm
+    parallel: int = 1  # local: cells at once; slurm: array parallelism
+    threads: int = 0  # torch threads per local cell (0: one; see threads_per_cell)
+    wandb: str = "offline"
+    slurm: dict[str, Any] = field(default_factory=dict)  # partition, gpus_per_node, cpus_per_task, mem_gb, ...
+
+
+@dataclass
+class Outcome:
+    cell: Cell
+    status: str  # done | failed | skipped | interrupted
+    seconds: float = 0.0
+    error: str = ""
+    log: Path | None = None
+
+
+def suite_defenses(suite: str, config_dir: Path | None = None) -> list[str]:
+    """The suite's `defenses:` list (what `--defenses all` runs)."""
+    from omegaconf import OmegaConf
+
+    node = OmegaConf.to_container(OmegaConf.load(suite_path(suite, Path(config_dir) if config_dir
+                                                             else REPO_ROOT / "benchmarks")))
+    names = list((node.get("defenses") if isinstance(node, dict) else None) or [])
+    if not names:
+        raise ConfigError(f"suite '{suite}' lists no `defenses:`; name them with --defenses NAME ...")
+    return [str(n) for n in names]
+
+
+def plan(*, suite: str, defenses: list[str], seeds: list[int], overrides: list[str], results_dir: Path,
+         config_dir: Path | None = None) -> tuple[list[Cell], list[Cell]]:
+    """(cells to run, cells already finished). Every cell's config is resolved here, so a typo fails
+    the whole grid before anything is submitted."""
+    from mia_bench.defenses import DEFENSES
+
+    names = suite_defenses(suite, config_dir) if defenses == ["all"] else defenses
+    for n in names:
+        DEFENSES.get(n)  # unknown names fail with "did you mean"
+    todo: list[Cell] = []
+    done: list[Cell] = []
+    for defense in dict.fromkeys(names):
+        for seed in dict.fromkeys(seeds):
+            cell = Cell(suite, defense, seed, tuple(overrides), str(config_dir) if config_dir else None)
+            (done if finished(cell, results_dir) else todo).append(cell)
+    return todo, done
+
+
+def finished(cell: Cell, results_dir: Path) -> bool:
+    resolved = cell.resolve()
+    path = RunPaths.of(results_dir, resolved.config.suite, cell.defense, cell.seed).record
+    if not path.is_file():
+        return False
+    try:
+        record = RunRecord.read(path)
+    except MiaBenchError:
+        return False  # unreadable: run it again (the rewrite is atomic)
+    return record.config_digest == resolved.digest() and record.official == (not cell.overrides)
+
+
+def status_path(results_dir: Path, cell: Cell) -> Path:
+    return Path(results_dir) / cell.suite / "_grid" / "status" / f"{cell.defense}-seed{cell.seed}"
+
+
+class _StageFile(L.Callback):
+    """Writes the cell's current stage (and training step) for the grid's progress display."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def write(self, text: str) -> None:
+        with suppress(OSError):  # progress is cosmetic: never fail a cell over it
+            atomic_write_text(self.path, text)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        total, i = int(trainer.num_training_batches), batch_idx + 1
+        if trainer.is_global_zero and (i % max(1, total // 50) == 0 or i == total):
+            self.write(f"train {i}/{total}")
+
+
+def run_cell(cell: Cell, results_dir: str, wandb: str = "offline", threads: int = 0) -> dict[str, Any] | None:
+    """The job: one benchmark run with tracking. Returns a summary, or None on DDP ranks other than 0."""
+    import torch
+
+    from mia_bench.runner import run
+    from mia_bench.tracking import for_run
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+    resolved = cell.resolve()
+    stage = _StageFile(status_path(Path(results_dir), cell))
+    try:
+        with for_run(wandb, resolved, cell.seed, results_dir=Path(results_dir)) as tracker:
+            record = run(resolved, cell.seed, results_dir=Path(results_dir), tracker=tracker, callbacks=[stage],
+                         on_stage=stage.write)
+    finally:
+        stage.path.unlink(missing_ok=True)
+    if record is None:
+        return None
+    return {"wall_time_s": record.wall_time_s, "wandb_run_id": record.wandb_run_id,
+            "record": str(RunPaths.of(Path(results_dir), record.suite, record.defense, record.seed).record)}
+
+
+def make_executor(options: GridOptions, folder: Path) -> Any:
+    """A submitit executor for `options.executor` (logs and job pickles go to `folder`)."""
+    import submitit
+
+    if options.executor == "local":
+        local = submitit.LocalExecutor(folder=folder)
+        local.update_parameters(timeout_min=int(options.slurm.get("timeout_min", 24 * 60)))
+        return local
+    if options.executor != "slurm":
+        raise ConfigError(f"executor '{options.executor}' is not one of local, slurm")
+    s = options.slurm
+    gpus = int(s.get("gpus_per_node") or 0)
+    ex = submitit.SlurmExecutor(folder=folder, max_num_timeout=int(s.get("max_num_timeout", 3)))
+    params: dict[str, Any] = dict(
+        job_name=f"mia_bench-{s.get('job_name', 'grid')}", time=int(s.get("timeout_min", 120)),
+        # one task per device: under SLURM each task is a DDP rank (Lightning reads SLURM's variables)
+        nodes=int(s.get("nodes", 1)), ntasks_per_node=int(s.get("tasks_per_node", 1)),
+        cpus_per_task=int(s.get("cpus_per_task", 4)), mem=f"{int(s.get('mem_gb', 16))}GB",
+        array_parallelism=max(1, options.parallel), signal_delay_s=int(s.get("signal_delay_s", 120)))
+    if gpus:
+        params["gpus_per_node"] = gpus
+    for key in ("partition", "account", "qos", "constraint", "exclude"):
+        if s.get(key):
+            params[key] = s[key]
+    ex.update_parameters(**params)
+    return ex
+
+
+def threads_per_cell(options: GridOptions) -> int:
+    """Torch threads of a local cell (0: torch's default, for SLURM cells sized by cpus_per_task).
+
+    One by default: the suite's MLP steps are too small to gain from intra-op threads, and with every core
+    busy, two OpenMP threads per process made training 10-50x slower here (1000 `none` steps: 4-6 s on
+    one thread, 68-328 s on two, on 2 shared cores); run more cells in parallel instead."""
+    if options.threads > 0:
+        return options.threads
+    return 1 if options.executor == "local" else 0
+
+
+class GridInterrupted(Exception):
+    """SIGTERM reached the grid: in-flight local cells are cancelled, finished ones are kept."""
+
+
+@contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """Turn SIGTERM into GridInterrupted (in the main thread), so the grid can cancel its jobs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise GridInterrupted(f"signal {signum}")
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def collect(job: Any, cell: Cell, t0: float) -> Outcome:
+    """The outcome of a finished job: done, or failed with its error and log."""
+    log = Path(job.paths.stderr)
+    try:
+        job.results()
+    except Exception as e:  # submitit's FailedJobError / UncompletedJobError carry the traceback
+        return Outcome(cell, "failed", time.time() - t0, error=_exception_line(str(e)) or type(e).__name__, log=log)
+    return Outcome(cell, "done", time.time() - t0, log=log)
+
+
+def _exception_line(trace: str) -> str:
+    """The last `SomeError: message` line of a traceback (what a reader needs first)."""
+    found = [ln for ln in trace.splitlines() if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b", ln)]
+    return found[-1].strip() if found else ""
+
+
+def cancel_local(jobs: list[Any]) -> None:
+    """Stop running local jobs and wait (bounded) until they are gone, so a rerun never races them.
+
+    submitit cancels with SIGINT (its controller then stops the cell), but a grid started in the background
+    or under nohup inherits SIGINT as ignored; SIGTERM, which the controller forwards to its cell, follows.
+    A LocalJob's id is its controller's pid."""
+    for job in jobs:
+        job.cancel()
+    for sig, wait_s in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 10.0)):
+        if _wait_done(jobs, wait_s):
+            return
+        for job in jobs:
+            if not job.done():
+                with suppress(ProcessLookupError, ValueError):
+                    os.kill(int(job.job_id), sig)
+    _wait_done(jobs, 5.0)
+
+
+def _wait_done(jobs: list[Any], timeout_s: float) -> bool:
+    end = time.time() + timeout_s
+    while not all(j.done() for j in jobs):
+        if time.time() > end:
+            return False
+        time.sleep(0.1)
+    return True

@@ -36,9 +36,10 @@ from mia_bench.nets.mlp import MLPDiscriminator, MLPGenerator
 
 @dataclass
 class MIMGANConfig:
-    beta: float = 1.0  # weight of the MI estimate in G's loss (0 = plain GAN with a passive estimator)
+    beta: float = 0.1  # weight of the MI estimate in G's loss (0 = plain GAN with a passive estimator); 1 collapses G
     bound: str = "dv"  # "dv" (Donsker-Varadhan / MINE) | "nwj"
     t_hidden: list[int] = field(default_factory=lambda: [128, 64])
+    t_bound: float = 5.0  # T's output squashed to (-t_bound, t_bound) so the estimate cannot diverge; 0 = off
     lr_t: float = 2e-4
     conditional: bool = False
     z_dim: int = 32
@@ -72,7 +73,8 @@ class MIMGAN(Defense):
         self.players["generator"] = MLPGenerator(z_dim=config.z_dim, out_shape=info.shape, n_classes=c,
                                                  hidden=config.g_hidden)
         self.players["discriminator"] = MLPDiscriminator(in_shape=info.shape, n_classes=c, hidden=config.d_hidden)
-        self.players["statistics"] = StatisticsNetwork(in_shape=info.shape, hidden=config.t_hidden)
+        self.players["statistics"] = StatisticsNetwork(in_shape=info.shape, hidden=config.t_hidden,
+                                                          out_bound=config.t_bound)
         self.register_buffer("members", torch.zeros(0, *info.shape), persistent=False)
 
     def prepare(self, x: torch.Tensor, y: torch.Tensor) -> None:

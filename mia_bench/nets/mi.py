@@ -46,11 +46,16 @@ class StatisticsNetwork(nn.Module):
     """T(a, b): (B, *shape) x (B, *shape) -> (B,) real score, higher = judged a joint (dependent) pair.
 
     The MLP reads [a, b, |a - b|] so that closeness of the two records, the dependence that memorisation
-    creates, is directly visible to it.
+    creates, is directly visible to it. With `out_bound` > 0 the score is squashed to (-out_bound, out_bound)
+    by a scaled tanh: the DV and NWJ minibatch estimates then stay finite (their value is at most about
+    2 * out_bound) and so do the gradients a model gets from minimising them.
     """
 
-    def __init__(self, *, in_shape: Sequence[int], hidden: Sequence[int] = (128, 64)) -> None:
+    def __init__(self, *, in_shape: Sequence[int], hidden: Sequence[int] = (128, 64), out_bound: float = 0.0) -> None:
         super().__init__()
+        if out_bound < 0:
+            raise ValueError(f"out_bound must be >= 0 (0 = unbounded), got {out_bound}")
+        self.out_bound = out_bound
         width = 3 * prod(in_shape)
         layers: list[nn.Module] = []
         for h in hidden:
@@ -63,4 +68,5 @@ class StatisticsNetwork(nn.Module):
         a, b = a.flatten(1), b.flatten(1)
         if a.shape != b.shape:
             raise ValueError(f"statistics network pairs must have equal shapes, got {tuple(a.shape)} and {tuple(b.shape)}")
-        return self.net(torch.cat([a, b, (a - b).abs()], dim=1)).squeeze(1)
+        t = self.net(torch.cat([a, b, (a - b).abs()], dim=1)).squeeze(1)
+        return self.out_bound * torch.tanh(t / self.out_bound) if self.out_bound else t

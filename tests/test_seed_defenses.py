@@ -67,12 +67,15 @@ def _membership_accuracy(model, digits, split):
 
 
 def test_mpgan_membership_network_ends_closer_to_chance_than_against_an_undefended_discriminator(digits):
-    """With lambda_m=0 the discriminator plays exactly `none`'s game and M is trained against it."""
+    """lambda_m=0 is `none`'s game for D, with an M trained against it; lambda_m=3 is the top of the sweep.
+
+    This is the defender's own M. A freshly trained M on the final D's activations is not fooled (see the
+    issue-3 report), so this checks the game works as specified, not that D's activations hold no signal."""
     gap = {}
-    for lam in (1.0, 0.0):
+    for lam in (3.0, 0.0):
         model, split = _fit(digits, "mpgan", f"defense.lambda_m={lam}", steps=800)
         gap[lam] = abs(_membership_accuracy(model, digits, split) - 0.5)
-    assert gap[1.0] < gap[0.0] - 0.05, gap
+    assert gap[3.0] < gap[0.0] - 0.08, gap
 
 
 # ---- mixup -----------------------------------------------------------------------------------------
@@ -113,12 +116,13 @@ def test_mixup_critic_only_ever_sees_mixed_members(digits, monkeypatch):
     seen = _rows(torch.cat([x.flatten(1) for x in rec.d_inputs]))
     members, _ = digits.take(split.members)
     # no raw member ever reaches the critic ...
-    assert not seen & _rows(members.flatten(1)), "the critic received an unmixed member"
+    n_raw = len(seen & _rows(members.flatten(1)))
+    assert n_raw == 0, f"the critic received {n_raw} unmixed members"
     # ... the real inputs it gets are the mixes, with weights strictly inside (0, 1)
     lam = torch.cat(weights)
     assert lam.numel() == 30 * model.config.n_g * 64
     assert ((lam > 0.02) & (lam < 0.98)).double().mean() > 0.9 and lam.std() > 0.2
-    assert _rows(torch.cat(mixed)) <= seen, "every mixed batch is what the critic is fed"
+    assert _rows(torch.cat(mixed)) <= seen, "the mixed batches are what the critic is fed"
     # the generator is conditioned on soft (mixed) labels in training, on one-hot labels at release
     soft = torch.cat(rec.g_labels)
     assert torch.allclose(soft.sum(1), torch.ones(soft.shape[0])) and (soft.max(1).values < 0.98).double().mean() > 0.5
@@ -144,18 +148,19 @@ class RealLossRecorder(L.Callback):
 
 
 def test_relaxloss_keeps_the_members_loss_near_alpha(digits):
-    alpha, level = 1.0, {}
-    for name in ("relaxloss", "none"):
+    level = {}
+    for alpha in (0.5, 1.0, None):  # None: the same game without RelaxLoss (`none`)
         rec = RealLossRecorder()
-        _fit(digits, name, *([f"defense.alpha={alpha}"] if name == "relaxloss" else []), steps=800, callbacks=[rec])
-        level[name] = float(np.mean(rec.losses[len(rec.losses) // 2:]))  # second half of training
-    assert abs(level["relaxloss"] - alpha) < 0.15, level
-    assert abs(level["none"] - alpha) > 0.3, level  # without the schedule the loss goes elsewhere
+        _fit(digits, "relaxloss" if alpha else "none", *([f"defense.alpha={alpha}"] if alpha else []), steps=800,
+             callbacks=[rec])
+        level[alpha] = float(np.mean(rec.losses[len(rec.losses) // 2:]))  # second half of training
+    assert abs(level[0.5] - 0.5) < 0.15 and abs(level[1.0] - 1.0) < 0.15, level
+    assert abs(level[None] - 1.0) > 0.3, level  # without the schedule the loss goes elsewhere
 
 
 # ---- MIMGAN ----------------------------------------------------------------------------------------
 class MIRecorder(L.Callback):
-    """The model's own MI estimate on 512 fresh samples every `every` steps."""
+    """The model's own MI estimate on 2048 fresh samples every `every` steps."""
 
     def __init__(self, every=100):
         self.every, self.values = every, []
@@ -163,16 +168,18 @@ class MIRecorder(L.Callback):
     @torch.no_grad()
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if (batch_idx + 1) % self.every == 0:
-            fake = pl_module.players["generator"](pl_module.draw_latent(512))
+            fake = pl_module.players["generator"](pl_module.draw_latent(2048))
             self.values.append(pl_module.mi_estimate(fake).item())
 
 
 def test_mimgan_mi_estimate_falls_relative_to_an_unpenalised_run(digits):
+    """beta=1 (ten times the default) so that 800 steps show the effect clearly; beta=0 trains the same
+    statistics network passively against a plain GAN."""
     curves = {}
-    for beta in ("default", "0"):
+    for beta in (1.0, 0.0):
         rec = MIRecorder()
-        _fit(digits, "mimgan", *([f"defense.beta={beta}"] if beta != "default" else []), steps=800, callbacks=[rec])
+        _fit(digits, "mimgan", f"defense.beta={beta}", steps=800, callbacks=[rec])
         curves[beta] = np.array(rec.values)
-    ratio = curves["default"] / np.maximum(curves["0"], 1e-3)
-    assert curves["default"][-3:].mean() < 0.5 * curves["0"][-3:].mean(), curves
+    ratio = curves[1.0] / np.maximum(curves[0.0], 1e-3)
+    assert curves[1.0][-3:].mean() < 0.5 * curves[0.0][-3:].mean(), curves
     assert ratio[-3:].mean() < ratio[:2].mean(), ratio

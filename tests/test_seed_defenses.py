@@ -8,7 +8,6 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from conftest import quick
 from mia_bench.data import MembershipSplit

@@ -92,7 +92,8 @@ class MPGAN(Defense):
 
     def q(self, x: torch.Tensor) -> torch.Tensor:
         """Q(x): (B, *shape) -> (B, sum of the chosen block widths), D's internal activations."""
-        feats = self.players["discriminator"].features(x)
+        D: MLPDiscriminator = self.players["discriminator"]  # type: ignore[assignment]
+        feats = D.features(x)
         return torch.cat([feats[i] for i in self.config.q_layers], dim=1)
 
     def membership_logits(self, x: torch.Tensor) -> torch.Tensor:

@@ -88,13 +88,15 @@ class MIMGAN(Defense):
                 torch.optim.Adam(self.players["discriminator"].parameters(), lr=c.lr_d, betas=betas),
                 torch.optim.Adam(self.players["statistics"].parameters(), lr=c.lr_t, betas=betas)]
 
-    def mi_estimate(self, fake: torch.Tensor) -> torch.Tensor:
-        """I^(X~; X) in nats (scalar) on (B, *shape) samples, differentiable in `fake` and in T."""
+    def mi_estimate(self, fake: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """I^(X~; X) in nats (scalar) on (B, *shape) samples, differentiable in `fake` and in T.
+
+        The marginal partners are drawn from `generator` (a CPU generator; None = the global one)."""
         if self.members.shape[0] == 0:
             raise RuntimeError("mimgan needs its members: call prepare(x, y) before training or estimating")
         with torch.no_grad():  # the coupling is a selection, not a function G could be differentiated through
             nearest = pairwise_sq_dist(fake.flatten(1), self.members.flatten(1)).argmin(dim=1)
-            partner = torch.randint(self.members.shape[0], (fake.shape[0],), device=self.members.device)
+            partner = torch.randint(self.members.shape[0], (fake.shape[0],), generator=generator).to(fake.device)
         T = self.players["statistics"]
         return mi_bound(self.config.bound, T(fake, self.members[nearest]), T(fake, self.members[partner]))
 

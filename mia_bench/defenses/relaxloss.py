@@ -1,0 +1,105 @@
+"""`relaxloss`: RelaxLoss (Chen, Yu, Fritz, ICLR 2022) on a GAN discriminator's real-sample loss, ALGORITHMS.md 2.6.
+
+The classifier schedule is read in the official code (DingfanChen/RelaxLoss,
+source/nonimage/defense/relaxloss.py); moving it onto D's real-sample loss is our adaptation [rec], since
+the mixup paper uses "RelaxLoss" as a GAN baseline without details. With L_real = mean BCE(l(x), 1) over the
+member batch and L_fake = mean BCE(l(G(z)), 0):
+
+    even phase:               L_D = |L_real - alpha| + L_fake   (descent above alpha, ascent below)
+    odd phase, L_real > alpha: L_D = L_real + L_fake
+    odd phase, L_real <= alpha: L_D = BCE(l(x), t) + L_fake,  t = min(sigmoid(l(x)), upper) detached
+                                (posterior flattening: only members judged more real than `upper` move)
+
+so D's loss on members hovers around `alpha` instead of falling towards 0. The generator is unchanged.
+
+Alternation (`alternate`, stored in the run's config): "epoch" (default, as the official code) flips the
+phase once per epoch-equivalent, i.e. every time the discriminator has seen as many member records as the
+training set holds (counted over all processes); "step" flips it on every discriminator step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from mia_bench.data.datasets import DataInfo
+from mia_bench.defenses.base import Defense, register
+from mia_bench.nets.losses import ns_g_loss, real_loss
+from mia_bench.nets.mlp import MLPDiscriminator, MLPGenerator
+
+
+@dataclass
+class RelaxLossConfig:
+    alpha: float = 0.5  # target member BCE (nats); digits pilot (`none`, seed 0): 0.33 members, 1.59 held out
+    upper: float = 0.7  # flattening bound on sigmoid(l(x)); 1 would make flattening a no-op
+    alternate: str = "epoch"  # "epoch" (epoch-equivalents, as the official code) | "step"
+    conditional: bool = False
+    z_dim: int = 32
+    g_hidden: list[int] = field(default_factory=lambda: [128, 256])
+    d_hidden: list[int] = field(default_factory=lambda: [256, 128])
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+
+
+@register("relaxloss")
+class RelaxLossGAN(Defense):
+    """Non-saturating GAN whose discriminator follows RelaxLoss's schedule on its member loss."""
+
+    Config = RelaxLossConfig
+
+    def __init__(self, *, config: RelaxLossConfig, info: DataInfo, n_train: int) -> None:
+        super().__init__(config=config, info=info, n_train=n_train)
+        if config.alternate not in ("epoch", "step"):
+            raise ValueError(f"defense.alternate must be 'epoch' or 'step', got {config.alternate!r}")
+        if config.alpha <= 0 or not 0 < config.upper <= 1:
+            raise ValueError(f"need defense.alpha > 0 and 0 < defense.upper <= 1, got {config.alpha}, {config.upper}")
+        self.conditional = config.conditional
+        c = info.n_classes if config.conditional else 0
+        self.players["generator"] = MLPGenerator(z_dim=config.z_dim, out_shape=info.shape, n_classes=c,
+                                                 hidden=config.g_hidden)
+        self.players["discriminator"] = MLPDiscriminator(in_shape=info.shape, n_classes=c, hidden=config.d_hidden)
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        c = self.config
+        betas = (c.beta1, c.beta2)
+        return [torch.optim.Adam(self.players["generator"].parameters(), lr=c.lr_g, betas=betas),
+                torch.optim.Adam(self.players["discriminator"].parameters(), lr=c.lr_d, betas=betas)]
+
+    def phase(self, batch_idx: int, batch_rows: int) -> int:
+        """0 (even: |L - alpha|) or 1 (odd: descent or flattening) for discriminator step `batch_idx`."""
+        if self.config.alternate == "step":
+            return batch_idx % 2
+        world = self.trainer.world_size if self._trainer is not None else 1
+        return (batch_idx * batch_rows * world // self.n_train) % 2
+
+    def relaxed_real_loss(self, real_logits: torch.Tensor, phase: int) -> torch.Tensor:
+        """RelaxLoss on (B,) member logits: a scalar whose gradient keeps mean BCE(l, 1) near alpha."""
+        alpha, loss = self.config.alpha, real_loss(real_logits)
+        if phase == 0:
+            return (loss - alpha).abs()
+        if loss > alpha:
+            return loss
+        target = torch.sigmoid(real_logits).detach().clamp(max=self.config.upper)
+        return F.binary_cross_entropy_with_logits(real_logits, target)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        G, D = self.players["generator"], self.players["discriminator"]
+        x, n = batch["x"], batch["x"].shape[0]
+        y = self.label_vector(batch["y"]) if self.conditional else None
+        yf = self.label_vector(self.draw_labels(n)) if self.conditional else None
+        fake = G(self.draw_latent(n), yf)
+        with self.playing("discriminator") as step:
+            real_logits = D(x, y)
+            loss_real = self.relaxed_real_loss(real_logits, self.phase(batch_idx, n))
+            loss_d = loss_real + F.softplus(D(fake.detach(), yf)).mean()
+            step(loss_d)
+        with self.playing("generator") as step:
+            loss_g = ns_g_loss(D(fake, yf))
+            step(loss_g)
+        if self.should_log(batch_idx):
+            self.log_dict({"loss/d": loss_d.detach(), "loss/g": loss_g.detach(),
+                           "relaxloss/real_bce": real_loss(real_logits.detach())})

@@ -294,6 +294,7 @@ def overfit_none(digits, tmp_path_factory):
     return model, released, split, Recipe.of(resolved, digits.info), tmp_path_factory.mktemp("overfit")
 
 
+@pytest.mark.slow  # long training is the point: a few minutes on 2 cores (`make test-slow`)
 @pytest.mark.parametrize("name", sorted(DISCRIMINATOR_ATTACKS))
 def test_discriminator_attacks_catch_an_overfit_gan(name, overfit_none, digits):
     model, released, split, recipe, cache = overfit_none

@@ -18,6 +18,8 @@ Options (every name accepts all of them; the names only change the defaults):
   query      single: the record itself | mixed: the record mixed (lambda x + (1 - lambda) x', soft labels
              alike) with `partners` other queries, scores averaged over its mixes (the co-membership
              "mixed query" of the mixup paper) [rec: partners and lambda are not given there]
+  standardise  every model's loss (target and shadows) centred by its median and scaled by its spread on
+             the same attacker_aux records, which all of them left out [rec]; off = LiRA as published
 Registered: lira_wb (online), lira_wb_offline, lira_wb_mixed, lira_wb_adaptive (reference defense),
 lira_gen, lira_gen_offline, lira_fbb, lira_fbb_offline.
 """
@@ -38,7 +40,7 @@ import torch.nn.functional as F
 from mia_bench import shadows
 from mia_bench.attacks.base import AccessLevel, Attack, AttackerKnowledge, TargetView, register
 from mia_bench.errors import MiaBenchError
-from mia_bench.nets import lira
+from mia_bench.nets import latent, lira
 from mia_bench.nets.distance import nearest_distance
 from mia_bench.nets.latent import SearchConfig, reconstruct, reconstruct_many
 
@@ -55,6 +57,8 @@ class LiraConfig:
     mix_lambda: float = 0.5  # mixed: weight of the query itself
     shadow_size: int = 0  # records per shadow model; 0 = LiRA's balanced halves of the pool
     calibration_records: int = 256  # online: pool records on which the IN-vs-OUT shift is measured
+    standardise: bool = True  # per model, centre and scale the loss on the attacker's auxiliary records
+    standardise_records: int = 128  # auxiliary records used for that
 
 
 @dataclass
@@ -95,7 +99,7 @@ def _mix(x: torch.Tensor, y: torch.Tensor, x2: torch.Tensor, y2: torch.Tensor, l
 
 
 class _Lira(Attack):
-    needs = ("shadow_pool",)
+    needs = ("shadow_pool", "attacker_aux")
     Config = LiraConfig
     statistic: ClassVar[str] = ""
 
@@ -130,10 +134,36 @@ class _Lira(Attack):
         self.global_variance = c.n_shadows < lira.GLOBAL_VARIANCE_BELOW
         self.table_dir = None if knowledge.cache_dir is None else Path(knowledge.cache_dir) / "lira"
         self.details.update(shadows=self.bank.describe(), global_variance=self.global_variance)
+        self._fit_standardisation(view, knowledge)
         self.shift: lira.InShift | None = None
         if c.mode == "online":
             self.shift = self._measure_shift(knowledge, pool)
             self.details["in_shift"] = asdict(self.shift)
+
+    def _fit_standardisation(self, view: TargetView, knowledge: AttackerKnowledge) -> None:
+        """Each model's loss centred by its median and scaled by its spread on the same auxiliary records,
+        which every model (target and shadows) left out [rec]: a discriminator's offset and scale vary from
+        model to model (a WGAN critic's offset is not even defined), and would swamp the per-record spread."""
+        k = len(self.bank)
+        self.loc, self.scale = np.zeros(k), np.ones(k)
+        self.target_loc, self.target_scale = 0.0, 1.0
+        if not self.config.standardise:
+            return
+        aux_ids = knowledge.ids["attacker_aux"]
+        ids = np.random.default_rng([self.seed, 5]).choice(aux_ids, min(self.config.standardise_records,
+                                                                        aux_ids.size), replace=False)
+        x, y = knowledge.dataset.take(ids)
+        shadow = self._cached_shadow_losses(x, y, ids)
+        self.loc, self.scale = np.median(shadow, 1), np.maximum(shadow.std(1), 1e-12)
+        target = self.target_losses(view, x, y)
+        self.target_loc, self.target_scale = float(np.median(target)), max(float(target.std()), 1e-12)
+        self.details["standardised_on"] = f"{ids.size} attacker_aux records"
+
+    def _standard(self, stats: np.ndarray, *, target: bool = False) -> np.ndarray:
+        """(K, M) shadow losses (or (1, M) target losses) in each model's standard units."""
+        if target:
+            return (stats - self.target_loc) / self.target_scale
+        return (stats - self.loc[:, None]) / self.scale[:, None]
 
     def _measure_shift(self, knowledge: AttackerKnowledge, pool: np.ndarray) -> lira.InShift:
         rng = np.random.default_rng([self.seed, 3])
@@ -143,11 +173,11 @@ class _Lira(Attack):
         x, y = knowledge.dataset.take(cal)
         is_in = self.bank.membership(cal)
         if self.config.query == "single":
-            return lira.in_shift(self._cached_shadow_losses(x, y, cal), is_in)
+            return lira.in_shift(self._standard(self._cached_shadow_losses(x, y, cal)), is_in)
         partner = rng.permutation(cal.size)  # mixed pairs count as IN (OUT) only when both records are
         xm, ym = _mix(x, y, x[partner], y[partner], self.config.mix_lambda, self.n_classes)
         both_in, both_out = is_in & is_in[:, partner], ~is_in & ~is_in[:, partner]
-        stats = np.where(both_in | both_out, self.shadow_losses(xm, ym), np.nan)
+        stats = np.where(both_in | both_out, self._standard(self.shadow_losses(xm, ym)), np.nan)
         return lira.in_shift(stats, both_in)
 
     def _cached_shadow_losses(self, x: torch.Tensor, y: torch.Tensor, ids: np.ndarray | None) -> np.ndarray:
@@ -172,11 +202,11 @@ class _Lira(Attack):
             owner = np.repeat(np.arange(n), p)
             own = torch.from_numpy(owner)
             xq, yq = _mix(x[own], y[own], x[partner], y[partner], self.config.mix_lambda, self.n_classes)
-            shadow = self.shadow_losses(xq, yq)
+            shadow = self._standard(self.shadow_losses(xq, yq))
         else:
             owner, xq, yq = np.arange(n), x, y
-            shadow = self._cached_shadow_losses(x, y, None if ids is None else np.asarray(ids))
-        target = self.target_losses(view, xq, yq)
+            shadow = self._standard(self._cached_shadow_losses(x, y, None if ids is None else np.asarray(ids)))
+        target = self._standard(self.target_losses(view, xq, yq)[None], target=True)[0]
         mu, sd = lira.out_fit(shadow, global_variance=self.global_variance)
         if self.shift is None:
             s = lira.offline_score(target, mu, sd)
@@ -211,7 +241,7 @@ class _LiraGenerator(_Lira):
                             init_draws=c.init_draws, norm_weight=c.norm_weight)
 
     def statistic_settings(self) -> dict:
-        return asdict(self.search())
+        return {**asdict(self.search()), "search_version": latent.VERSION}
 
     def target_losses(self, view: TargetView, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
         return np.log(np.maximum(reconstruct(view.generator, x, y, self.search(), seed=self.seed).numpy(), _FLOOR))

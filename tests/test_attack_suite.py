@@ -109,7 +109,7 @@ def test_stack_of_k_equals_k_separate_trainings(digits):
 
 @pytest.fixture(scope="module")
 def pool_setup(digits):
-    resolved = quick("none", "trainer.max_steps=200", "trainer.batch_size=32")
+    resolved = quick("none", "trainer.max_steps=150", "trainer.batch_size=32")
     split = MembershipSplit.make(n_records=len(digits), sizes=resolved.config.split, seed=0)
     return Recipe.of(resolved, digits.info), split
 

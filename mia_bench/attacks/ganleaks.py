@@ -41,7 +41,7 @@ _FLOOR = 1e-12  # a perfect reconstruction must keep a finite log
 
 @dataclass
 class FbbConfig:
-    chunk: int = 2048  # queries per distance block (memory: chunk x n_released)
+    chunk: int = 256  # queries per distance block (memory: chunk x n_released)
 
 
 @dataclass

@@ -138,7 +138,7 @@ class _Lira(Attack):
         self.shift: lira.InShift | None = None
         if c.mode == "online":
             self.shift = self._measure_shift(knowledge, pool)
-            self.details["in_shift"] = asdict(self.shift)
+            self.details["in_shift"] = {k: (v if np.isfinite(v) else None) for k, v in asdict(self.shift).items()}
 
     def _fit_standardisation(self, view: TargetView, knowledge: AttackerKnowledge) -> None:
         """Each model's loss centred by its median and scaled by its spread on the same auxiliary records,

@@ -148,7 +148,7 @@ def _fresh(recipe: Recipe, n_train: int, seed: int) -> Defense:
 
 
 def _train_stacked(recipe: Recipe, data: ArrayDataset, subsets: list[np.ndarray], seeds: list[int]) -> list[Defense]:
-    from mia_bench.nets.stacked import StackedGANTrainer
+    from mia_bench.nets.stacked_gan import StackedGANTrainer
 
     models, sets = [], []
     for ids, s in zip(subsets, seeds, strict=True):

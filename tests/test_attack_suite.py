@@ -23,7 +23,7 @@ from mia_bench.metrics.regions import precision_at_top_regions
 from mia_bench.nets import lira
 from mia_bench.nets.latent import SearchConfig, reconstruct
 from mia_bench.nets.losses import ns_d_loss, ns_g_loss, wgan_d_loss, wgan_g_loss
-from mia_bench.nets.stacked import StackedGANTrainer
+from mia_bench.nets.stacked_gan import StackedGANTrainer
 from mia_bench.runner import queries, train_defense
 
 # ---- stacked shadow training ---------------------------------------------------------------------------

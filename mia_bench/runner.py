@@ -141,12 +141,13 @@ def attack_all(resolved: ResolvedRun, seed: int, defense: Defense, released: Rel
                                       ids={role: np.asarray(getattr(split, role)) for role in cls.needs},
                                       recipe=recipe, dataset=data if cls.needs else None, cache_dir=cache_dir, seed=seed)
         attack.fit(view, knowledge)
-        scores = np.asarray(attack.score(view, qx, qy), dtype=np.float64)
+        scores = np.asarray(attack.score(view, qx, qy, ids=query_ids), dtype=np.float64)
         if scores.shape != (qx.shape[0],) or not np.isfinite(scores).all():
             raise MiaBenchError(f"attack '{name}' returned scores of shape {scores.shape} "
                                 f"(finite: {bool(np.isfinite(scores).all())}); expected ({qx.shape[0]},) finite floats")
         metrics = privacy_report(scores, is_member, fprs=tuple(cfg.metrics.fprs), n_boot=cfg.metrics.bootstrap,
                                  seed=seed)
+        metrics.update(attack.extra_metrics(scores, is_member))
         attacks[name] = {**attack.describe(), "metrics": metrics, "seconds": round(time.perf_counter() - t, 3)}
         raw[f"score/{name}"] = scores
     return attacks, raw

@@ -14,11 +14,20 @@ settings.load_profile("ci")
 torch.set_num_threads(1)  # tiny networks: a second thread only adds contention
 
 QUICK = ["trainer.max_steps=150", "metrics.bootstrap=20", "trainer.progress_bar=false", "release.n_samples=500"]
+# the suite's attacks with tiny searches, shadow banks and local models (every run() in the tests runs them all)
+QUICK_ATTACKS = [f"attacks.{a}.{k}={v}" for a, opts in {
+    "ganleaks_pbb": {"steps": 5, "init_draws": 300}, "ganleaks_pbb_cal": {"steps": 5, "init_draws": 300},
+    "ganleaks_wb": {"steps": 20, "init_draws": 300}, "ganleaks_wb_cal": {"steps": 20, "init_draws": 300},
+    "logan_bb": {"steps": 100}, "overrep": {"steps": 100, "n_nonmember": 500},
+    "lira_wb": {"n_shadows": 4}, "lira_wb_offline": {"n_shadows": 4}, "lira_wb_mixed": {"n_shadows": 4},
+    "lira_fbb": {"n_shadows": 4}, "lira_fbb_offline": {"n_shadows": 4},
+    "lira_gen": {"n_shadows": 4, "steps": 3, "init_draws": 300, "calibration_records": 64},
+}.items() for k, v in opts.items()]
 
 
 def quick(defense: str, *overrides: str, suite: str = "digits") -> ResolvedRun:
     """The digits suite with a tiny budget (plus `overrides`)."""
-    return load_run(suite=suite, defense=defense, overrides=[*QUICK, *overrides])
+    return load_run(suite=suite, defense=defense, overrides=[*QUICK, *QUICK_ATTACKS, *overrides])
 
 
 @pytest.fixture(scope="session")

@@ -149,17 +149,29 @@ class Attack(abc.ABC):
 
     def __init__(self, *, config: Any, seed: int) -> None:
         self.config, self.seed = config, seed
+        self.details: dict[str, Any] = {}  # what fit/score found out (shadow bank, epsilon, ...): in the record
 
     def fit(self, view: TargetView, knowledge: AttackerKnowledge) -> None:  # noqa: B027 - optional hook
         """Prepare from the view and the attacker's own data (local models, thresholds). Default: nothing."""
         return None
 
     @abc.abstractmethod
-    def score(self, view: TargetView, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
-        """(N,) float64 membership scores for queries x (N, *shape) with labels y (N,); higher = member."""
+    def score(self, view: TargetView, x: torch.Tensor, y: torch.Tensor, *, ids: np.ndarray | None = None) -> np.ndarray:
+        """(N,) float64 membership scores for queries x (N, *shape) with labels y (N,); higher = member.
+
+        ids: the queries' dataset record ids, for attacks that join per-record statistics computed by
+        other models (calibration), which must align by record id, never by position."""
+
+    def extra_metrics(self, scores: np.ndarray, is_member: np.ndarray) -> dict[str, Any]:
+        """Attack-specific metrics beyond the standard report (e.g. precision at top-scoring regions),
+        each {"value": float, ...}. Called by the runner after scoring; default: none."""
+        return {}
 
     def describe(self) -> dict[str, Any]:
-        return {"access": self.access.value, "variant": self.variant, "settings": asdict(self.config)}
+        out = {"access": self.access.value, "variant": self.variant, "settings": asdict(self.config)}
+        if self.details:
+            out["details"] = self.details
+        return out
 
 
 ATTACKS: Registry[type[Attack]] = Registry("attack")

@@ -1,0 +1,96 @@
+"""LiRA's Gaussian likelihood ratio (Carlini et al. 2022; ALGORITHMS.md 3.3) over per-record losses.
+
+Statistics are losses: lower = more member-like. Shadow statistics come as (K, N) arrays, K models.
+
+In mia_bench the attacker's shadow models never train on a scored record (they train on the shadow pool,
+never on members or non-members), so every shadow model is OUT for every query, and the query's OUT
+distribution is measured per record, as in LiRA. The IN distribution of a query cannot be measured; the
+online test therefore moves the query's OUT mean by the IN-minus-OUT shift measured on the pool records
+(which are IN for half the shadows), and uses the IN spread measured there [rec]. Means are medians over
+models (LiRA's code); spreads are per-record standard deviations, or one pooled within-record standard
+deviation ("global variance") when K < 64 (LiRA's advice for few shadows; pooled within records rather
+than over the whole array, which would mix in the spread of the means).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import norm
+
+GLOBAL_VARIANCE_BELOW = 64
+_TINY = 1e-12
+
+
+@dataclass(frozen=True)
+class InShift:
+    """IN-vs-OUT behaviour measured on records the shadows did train on."""
+
+    shift: float  # median over records of (median IN loss - median OUT loss)
+    sd_in: float  # pooled within-record standard deviation of the IN losses (nan: no record IN twice)
+    sd_out: float  # the same for OUT losses
+    n_records: int  # records with at least one IN and one OUT model
+
+    @property
+    def sd_pooled(self) -> float:
+        """One spread for IN and OUT alike (the mean variance of the two that could be measured)."""
+        return float(np.sqrt(np.nanmean([self.sd_in ** 2, self.sd_out ** 2])))
+
+
+def _pooled_sd(stats: np.ndarray, mask: np.ndarray) -> float:
+    """sqrt of the mean over records (columns) with >= 2 entries of the within-record variance of stats[mask]."""
+    n = mask.sum(0)
+    ok = n >= 2
+    if not ok.any():
+        return float("nan")
+    mean = np.where(mask, stats, 0.0).sum(0) / np.maximum(n, 1)
+    var = (np.where(mask, (stats - mean) ** 2, 0.0).sum(0) / np.maximum(n - 1, 1))[ok]
+    return float(np.sqrt(var.mean()))
+
+
+def in_shift(stats: np.ndarray, is_in: np.ndarray) -> InShift:
+    """stats (K, R) losses of R pool records under K shadows; is_in (K, R) bool. Entries to ignore (e.g.
+    mixed pairs that are half IN) are passed as NaN."""
+    valid = np.isfinite(stats)
+    inn, out = is_in & valid, ~is_in & valid
+    ok = (inn.sum(0) >= 1) & (out.sum(0) >= 1)
+    if not ok.any():
+        raise ValueError("no pool record is IN for one shadow model and OUT for another: train more shadows "
+                         "(n_shadows >= 4) or give them more pool records")
+    cols = np.flatnonzero(ok)
+    med_in = np.array([np.median(stats[inn[:, j], j]) for j in cols])
+    med_out = np.array([np.median(stats[out[:, j], j]) for j in cols])
+    sd_in, sd_out = _pooled_sd(stats[:, cols], inn[:, cols]), _pooled_sd(stats[:, cols], out[:, cols])
+    if np.isnan(sd_in) and np.isnan(sd_out):
+        raise ValueError("no pool record has two IN or two OUT shadow models: train more shadows")
+    return InShift(shift=float(np.median(med_in - med_out)), sd_in=sd_in, sd_out=sd_out, n_records=int(ok.sum()))
+
+
+def out_fit(stats: np.ndarray, *, global_variance: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Per-record OUT median (N,) and spread (N,) from stats (K, N) of models that never saw the records."""
+    mu = np.median(stats, axis=0)
+    if global_variance:
+        sd = np.full(stats.shape[1], _pooled_sd(stats, np.ones_like(stats, dtype=bool)))
+    else:
+        sd = stats.std(axis=0, ddof=1) if stats.shape[0] > 1 else np.zeros(stats.shape[1])
+    return mu, np.maximum(sd, _TINY)
+
+
+def offline_score(target: np.ndarray, mu_out: np.ndarray, sd_out: np.ndarray) -> np.ndarray:
+    """One-sided offline test, log P[OUT loss >= observed] = log Phi((mu_out - l) / sd_out); higher = member.
+    (In log space so that very small tail probabilities keep their order.)"""
+    return norm.logcdf((mu_out - target) / sd_out)
+
+
+def online_score(target: np.ndarray, mu_out: np.ndarray, sd_out: np.ndarray, shift: InShift) -> np.ndarray:
+    """log N(l; mu_out + shift, sd_in^2) - log N(l; mu_out, sd_out^2); higher = member."""
+    sd_in = max(shift.sd_in, _TINY) if np.isfinite(shift.sd_in) else sd_out
+    return norm.logpdf(target, mu_out + shift.shift, sd_in) - norm.logpdf(target, mu_out, sd_out)
+
+
+def pooled_online_score(target: np.ndarray, mu_out: np.ndarray, shift: InShift) -> np.ndarray:
+    """The online score with one spread for IN and OUT (global variance, few shadows): a linear, monotone
+    function of the loss, (l - mu_out) * shift / sd^2 - shift^2 / (2 sd^2)."""
+    sd = np.full_like(mu_out, max(shift.sd_pooled, _TINY))
+    return norm.logpdf(target, mu_out + shift.shift, sd) - norm.logpdf(target, mu_out, sd)

@@ -1,0 +1,170 @@
+"""K copies of the unprotected GAN game (`none`, ALGORITHMS.md 1.1 / 1.2) trained at once as one stack.
+
+The K generators (and K discriminators) keep their parameters stacked along a leading (K, ...) axis and are
+evaluated with `torch.func.vmap` over `functional_call`, so one step is a handful of batched matmuls
+instead of K small ones. Model k only ever touches its own slice, so the gradient of the summed loss
+with respect to slice k is the gradient of model k's own loss; and Adam is elementwise, so one Adam over
+the stacked tensors is K independent Adams. Every random draw of model k (its batches, latents, fake
+labels, GP interpolation weights) comes from its own generator, seeded by `seeds[k]`: a stack of K
+therefore equals K stacks of one, model by model, up to float rounding (tests/test_attack_suite.py).
+
+The game is the one `none.UnprotectedGAN.training_step` writes out: per loader batch one D step on
+(real batch, fresh fakes), then (every `n_critic`-th batch for WGAN-GP) one G step, reusing the same fakes
+for the non-saturating loss and drawing fresh ones for WGAN-GP. Batches follow the data module's scheme:
+reshuffled passes over the model's own training records, B at a time, a pass's remainder dropped.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+
+Params = dict[str, torch.Tensor]
+
+
+class _Passes:
+    """Positions 0..n-1 in reshuffled passes, `size` at a time (the data module's per-shard sampler)."""
+
+    def __init__(self, n: int, size: int, rng: np.random.Generator) -> None:
+        if size > n:
+            raise ValueError(f"batch size {size} exceeds the {n} records a shadow model trains on; "
+                             "lower trainer.batch_size or give the shadows more data")
+        self.n, self.size, self.rng = n, size, rng
+        self.order, self.cursor = rng.permutation(n), 0
+
+    def take(self) -> np.ndarray:
+        if self.cursor + self.size > self.n:
+            self.order, self.cursor = self.rng.permutation(self.n), 0
+        out = self.order[self.cursor:self.cursor + self.size]
+        self.cursor += self.size
+        return out
+
+
+def _stack(modules: Sequence[nn.Module]) -> tuple[nn.Module, Params]:
+    """A parameter-free template of the module and its K parameter sets stacked as (K, ...) leaves."""
+    params, _ = stack_module_state(list(modules))
+    template = copy.deepcopy(modules[0]).to("meta")
+    return template, {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
+
+
+def _vmapped(template: nn.Module) -> Callable[..., torch.Tensor]:
+    """f(params (K, ...), a (K, B, ...), b (K, B, ...) or None) -> (K, B, ...): model k on its own batch."""
+    def one(p: Params, a: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+        return functional_call(template, p, (a, b))
+
+    def call(params: Params, a: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
+        if b is None:
+            return vmap(lambda p, u: one(p, u, None))(params, a)
+        return vmap(one)(params, a, b)
+
+    return call
+
+
+class StackedGANTrainer:
+    """Trains `models` (UnprotectedGAN instances, one architecture) in place, each on its own data.
+
+    train_sets[k]: (x (n_k, *shape), y (n_k,)) the records of model k. config: the `none` GANConfig.
+    seeds[k]: seed of model k's batch order and noise. num_batches: loader batches (D rounds).
+    """
+
+    def __init__(self, *, models: Sequence[Any], train_sets: Sequence[tuple[torch.Tensor, torch.Tensor]],
+                 config: Any, batch_size: int, seeds: Sequence[int]) -> None:
+        if not (len(models) == len(train_sets) == len(seeds)) or not models:
+            raise ValueError("models, train_sets and seeds must be non-empty and of equal length")
+        self.models, self.cfg, self.B = list(models), config, batch_size
+        self.K = len(self.models)
+        self.conditional = bool(config.conditional)
+        self.n_classes = self.models[0].info.n_classes
+        self.z_dim = int(config.z_dim)
+        self.wgan = config.loss == "wgan-gp"
+        self.G_t, self.pG = _stack([m.players["generator"] for m in self.models])
+        self.D_t, self.pD = _stack([m.players["discriminator"] for m in self.models])
+        self.G, self.D = _vmapped(self.G_t), _vmapped(self.D_t)
+        betas = (config.beta1, config.beta2)
+        self.opt_g = torch.optim.Adam(list(self.pG.values()), lr=config.lr_g, betas=betas, fused=True)
+        self.opt_d = torch.optim.Adam(list(self.pD.values()), lr=config.lr_d, betas=betas, fused=True)
+        self.data = [(x.float(), y.long()) for x, y in train_sets]
+        self.priors = [m.label_prior.detach().float().cpu() for m in self.models]
+        self.torch_gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        self.passes = [_Passes(x.shape[0], batch_size, np.random.default_rng([int(s), 7]))
+                       for s, (x, _) in zip(seeds, self.data, strict=True)]
+
+    # ---- per-model draws (each from model k's own generator) ------------------------------------------
+    def _real(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        picks = [p.take() for p in self.passes]
+        x = torch.stack([xs[torch.from_numpy(i)] for (xs, _), i in zip(self.data, picks, strict=True)])
+        if not self.conditional:
+            return x, None
+        y = torch.stack([ys[torch.from_numpy(i)] for (_, ys), i in zip(self.data, picks, strict=True)])
+        return x, F.one_hot(y, self.n_classes).float()
+
+    def _fake_inputs(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        yf = None
+        if self.conditional:
+            labels = [torch.multinomial(p, self.B, replacement=True, generator=g)
+                      for p, g in zip(self.priors, self.torch_gens, strict=True)]
+            yf = F.one_hot(torch.stack(labels), self.n_classes).float()
+        z = torch.stack([torch.randn(self.B, self.z_dim, generator=g) for g in self.torch_gens])
+        return z, yf
+
+    def _uniform(self, shape: tuple[int, ...]) -> torch.Tensor:
+        return torch.stack([torch.rand(shape, generator=g) for g in self.torch_gens])
+
+    # ---- one round ------------------------------------------------------------------------------------
+    def _gradient_penalty(self, real: torch.Tensor, fake: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        """(K,) mean over the batch of (||grad_xhat D_k(xhat)|| - 1)^2 at per-sample interpolates."""
+        eps = self._uniform((self.B, *([1] * (real.dim() - 2))))
+        xhat = (eps * real + (1 - eps) * fake.detach()).requires_grad_(True)
+        (grad,) = torch.autograd.grad(self.D(self.pD, xhat, y).sum(), xhat, create_graph=True)
+        return ((grad.flatten(2).norm(2, dim=2) - 1) ** 2).mean(1)
+
+    def _d_loss(self, x: torch.Tensor, y: torch.Tensor | None, fake: torch.Tensor,
+                yf: torch.Tensor | None) -> torch.Tensor:
+        real_s, fake_s = self.D(self.pD, x, y), self.D(self.pD, fake.detach(), yf)
+        if self.wgan:
+            return fake_s.mean(1) - real_s.mean(1) + self.cfg.gp_weight * self._gradient_penalty(x, fake, y)
+        target = torch.full_like(real_s, float(self.cfg.real_label))
+        real_l = F.binary_cross_entropy_with_logits(real_s, target, reduction="none").mean(1)
+        return real_l + F.softplus(fake_s).mean(1)
+
+    @staticmethod
+    def _step(opt: torch.optim.Optimizer, params: Params, loss: torch.Tensor) -> None:
+        grads = torch.autograd.grad(loss.sum(), list(params.values()))
+        for p, g in zip(params.values(), grads, strict=True):
+            # vmap returns weight gradients transposed in memory; the fused CPU Adam kernel reads
+            # gradients as laid out in memory, so a non-contiguous gradient would update the wrong entries
+            p.grad = g.contiguous()
+        opt.step()
+
+    def round(self, batch_idx: int) -> None:
+        x, y = self._real()
+        z, yf = self._fake_inputs()
+        fake = self.G(self.pG, z, yf)
+        self._step(self.opt_d, self.pD, self._d_loss(x, y, fake, yf))
+        if self.wgan and (batch_idx + 1) % self.cfg.n_critic:
+            return
+        if self.wgan:
+            z, yf = self._fake_inputs()
+            fake = self.G(self.pG, z, yf)
+            loss_g = -self.D(self.pD, fake, yf).mean(1)
+        else:
+            loss_g = F.softplus(-self.D(self.pD, fake, yf)).mean(1)
+        self._step(self.opt_g, self.pG, loss_g)
+
+    def fit(self, num_batches: int) -> list[Any]:
+        """Run `num_batches` rounds, then copy each slice back into its model; returns the models (eval)."""
+        for b in range(num_batches):
+            self.round(b)
+        with torch.no_grad():
+            for k, m in enumerate(self.models):
+                for player, params in (("generator", self.pG), ("discriminator", self.pD)):
+                    for name, p in m.players[player].named_parameters():
+                        p.copy_(params[name][k])
+        return [m.eval() for m in self.models]

@@ -1,0 +1,284 @@
+"""Shadow and reference models: K models of one recipe trained by the attacker on its own data.
+
+`train_bank` draws each model's training records from the ids it is given (attacker data only: the
+shadow pool, the attacker's auxiliary set, or the target's released samples; never members or
+non-members), trains the K models, and returns them with a boolean membership matrix (models x records).
+Banks are cached on disk by digest (recipe digest + the records' ids and content + K + seed + how the
+subsets were drawn), so a second attack or a rerun reuses them; the `natural` bank (the `none` recipe)
+does not depend on the defense, so every defense of one seed shares it.
+
+Banks of several models of the unprotected game (`none` and its subclasses that keep its game) train as
+one vectorised stack (nets/stacked.py); any other recipe trains one model after another through
+runner.fit_defense, and the log says so (a single model always goes through fit_defense: at K = 1 the
+Lightning loop is the faster of the two).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mia_bench.attacks.base import AccessLevel, GeneratorQuery, Recipe, make_view
+from mia_bench.data.datasets import ArrayDataset
+from mia_bench.defenses import DEFENSES, Defense, Released
+from mia_bench.defenses.none import GANConfig, UnprotectedGAN
+from mia_bench.errors import MiaBenchError
+from mia_bench.io import atomic_torch_save, safe_torch_load
+
+log = logging.getLogger("mia_bench.shadows")
+FORMAT = "mia_bench.shadows/1"
+# the fields that define the game and architecture; a natural model copies them from the target's recipe
+NATURAL_FIELDS = ("loss", "conditional", "z_dim", "g_hidden", "d_hidden")
+
+
+@dataclass
+class ShadowBank:
+    """K trained models and who trained on what. members[k, j]: model k trained on record_ids[j]."""
+
+    models: list[Defense]
+    record_ids: np.ndarray  # (n,)
+    members: np.ndarray  # (K, n) bool
+    recipe: Recipe
+    digest: str
+    stacked: bool
+    seconds: float  # training time when trained now; the stored training time when loaded
+    cached: bool
+
+    def __len__(self) -> int:
+        return len(self.models)
+
+    def membership(self, ids: np.ndarray) -> np.ndarray:
+        """(K, len(ids)) bool, aligned by record id; ids the bank never drew from are OUT for every model."""
+        pos = {int(r): j for j, r in enumerate(self.record_ids)}
+        out = np.zeros((len(self), len(ids)), dtype=bool)
+        for i, r in enumerate(np.asarray(ids)):
+            j = pos.get(int(r))
+            if j is not None:
+                out[:, i] = self.members[:, j]
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        return {"recipe": self.recipe.defense, "n_models": len(self), "records": int(self.record_ids.size),
+                "digest": self.digest[:16], "stacked": self.stacked, "cached": self.cached,
+                "train_seconds": round(self.seconds, 2)}
+
+
+def natural_recipe(recipe: Recipe) -> Recipe:
+    """The `none` recipe with the target's game and architecture fields (loss, conditioning, widths) and
+    its trainer: the target's model "trained naturally". Independent of the defense's own mechanism."""
+    params = GANConfig()
+    shared = {f.name: getattr(recipe.params, f.name) for f in fields(GANConfig)
+              if f.name in NATURAL_FIELDS and hasattr(recipe.params, f.name)}
+    return replace(recipe, defense="none", params=replace(params, **shared))
+
+
+def with_steps(recipe: Recipe, steps: int) -> Recipe:
+    """The recipe with `steps` generator updates (0 keeps the target's budget): the attacker's own budget
+    for local and substitute models."""
+    return recipe if steps <= 0 else replace(recipe, trainer=replace(recipe.trainer, max_steps=int(steps)))
+
+
+def can_stack(recipe: Recipe) -> bool:
+    """True when the recipe plays exactly the `none` game in float32 (nets/stacked.py trains it)."""
+    cls = DEFENSES.get(recipe.defense)
+    return (issubclass(cls, UnprotectedGAN) and isinstance(recipe.params, GANConfig)
+            and all(getattr(cls, m) is getattr(UnprotectedGAN, m)
+                    for m in ("training_step", "configure_optimizers", "generate", "discriminate", "prepare"))
+            and recipe.trainer.precision in ("32", "32-true"))
+
+
+def owned_generator(model: Defense) -> GeneratorQuery:
+    """White-box generator queries of a model the attacker trained itself."""
+    empty = Released(x=torch.empty(0, *model.info.shape), y=None)
+    return make_view(model, AccessLevel.WHITE_BOX, empty).generator
+
+
+def released_dataset(released: Released, info: Any) -> ArrayDataset:
+    """The target's released samples as a dataset (record id = position), to train local models on."""
+    y = released.y if released.y is not None else torch.zeros(released.x.shape[0], dtype=torch.int64)
+    return ArrayDataset(x=released.x.float(), y=y.long(), info=info)
+
+
+HALVES, EVERY_RECORD = 0, -1  # the two special subset sizes of draw_subsets
+
+
+def draw_subsets(n: int, n_models: int, *, size: int, seed: int) -> np.ndarray:
+    """(K, n) bool membership. size HALVES (0): LiRA's balanced halves (every record IN for exactly
+    floor(K/2) models, as in LiRA's code); EVERY_RECORD (-1) or size >= n: every model trains on all
+    records; otherwise every model draws `size` records uniformly without replacement."""
+    rng = np.random.default_rng([seed, 11])
+    if size == HALVES:
+        order = rng.uniform(size=(n_models, n)).argsort(0)
+        return order < n_models // 2 if n_models > 1 else np.ones((1, n), dtype=bool)
+    if size < 0 or size >= n:
+        return np.ones((n_models, n), dtype=bool)
+    out = np.zeros((n_models, n), dtype=bool)
+    for k in range(n_models):
+        out[k, rng.choice(n, size, replace=False)] = True
+    return out
+
+
+def bank_digest(recipe: Recipe, data: ArrayDataset, ids: np.ndarray, n_models: int, seed: int, size: int) -> str:
+    x, y = data.take(ids)
+    h = hashlib.sha256(json.dumps({"format": FORMAT, "recipe": recipe.digest(), "k": n_models, "seed": seed,
+                                   "size": size}).encode())
+    h.update(np.ascontiguousarray(ids, dtype=np.int64).tobytes())
+    h.update(x.contiguous().numpy().tobytes())
+    h.update(y.contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def model_seed(seed: int, k: int) -> int:
+    return int(np.random.SeedSequence([seed, k, 5]).generate_state(1)[0] % (2**31 - 1))
+
+
+def _fresh(recipe: Recipe, n_train: int, seed: int) -> Defense:
+    cls = DEFENSES.get(recipe.defense)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return cls(config=recipe.params, info=recipe.info, n_train=n_train)
+
+
+def _train_stacked(recipe: Recipe, data: ArrayDataset, subsets: list[np.ndarray], seeds: list[int]) -> list[Defense]:
+    from mia_bench.nets.stacked_gan import StackedGANTrainer
+
+    models, sets = [], []
+    for ids, s in zip(subsets, seeds, strict=True):
+        m = _fresh(recipe, ids.size, s)
+        x, y = data.take(ids)
+        m.prepare(x, y)
+        models.append(m)
+        sets.append((x, y))
+    trainer = StackedGANTrainer(models=models, train_sets=sets, config=recipe.params,
+                                batch_size=recipe.trainer.batch_size, seeds=seeds)
+    return trainer.fit(recipe.trainer.max_steps * models[0].batches_per_generator_step)
+
+
+def _train_sequential(recipe: Recipe, data: ArrayDataset, subsets: list[np.ndarray], seeds: list[int],
+                      reference_ids: list[np.ndarray | None]) -> list[Defense]:
+    from mia_bench.runner import fit_defense  # the runner imports the attacks, which import this module
+
+    from mia_bench.distributed import single_process  # attacks run on rank zero: no new process group
+
+    trainer = replace(single_process(recipe.trainer), progress_bar=False)
+    return [fit_defense(defense=recipe.defense, params=recipe.params, trainer=trainer, data=data, train_ids=ids,
+                        seed=s, reference_ids=ref)
+            for ids, s, ref in zip(subsets, seeds, reference_ids, strict=True)]
+
+
+def train_bank(*, recipe: Recipe, data: ArrayDataset, ids: np.ndarray, n_models: int, seed: int,
+               cache_dir: Path | None, size: int = 0, reference_ids: np.ndarray | None = None,
+               stack: bool = True) -> ShadowBank:
+    """Train (or load) K models of `recipe` on subsets of the records `ids` of `data` (see draw_subsets).
+
+    reference_ids: defender reference data for recipes that need it (MP-GAN); by default each model
+    uses the bank records it did not train on. stack=False forces one model after another.
+    """
+    ids = np.asarray(ids, dtype=np.int64)
+    digest = bank_digest(recipe, data, ids, n_models, seed, size)
+    path = None if cache_dir is None else Path(cache_dir) / "shadows" / f"{digest[:32]}.pt"
+    if path is not None and path.is_file():
+        bank = _load(path, recipe, digest)
+        if bank is not None:
+            log.info("reusing %d cached '%s' models (%s)", len(bank), recipe.defense, path.name)
+            return bank
+    members = draw_subsets(ids.size, n_models, size=size, seed=seed)
+    subsets = [ids[row] for row in members]
+    seeds = [model_seed(seed, k) for k in range(n_models)]
+    stacked = stack and n_models > 1 and can_stack(recipe)  # one model: the plain Lightning loop is faster
+    t0 = time.perf_counter()
+    if stacked:
+        log.info("training %d '%s' models as one vectorised stack", n_models, recipe.defense)
+        models = _train_stacked(recipe, data, subsets, seeds)
+    else:
+        if n_models > 1:
+            log.warning("training %d '%s' models one after another (%s)", n_models, recipe.defense,
+                        "stacking was turned off" if not stack else "this recipe cannot be stacked")
+        else:
+            log.info("training 1 '%s' model through runner.fit_defense", recipe.defense)
+        refs = _references(recipe, ids, members, reference_ids)
+        models = _train_sequential(recipe, data, subsets, seeds, refs)
+    bank = ShadowBank(models=models, record_ids=ids, members=members, recipe=recipe, digest=digest,
+                      stacked=stacked, seconds=time.perf_counter() - t0, cached=False)
+    if path is not None:
+        _save(path, bank)
+    return bank
+
+
+def _references(recipe: Recipe, ids: np.ndarray, members: np.ndarray,
+                reference_ids: np.ndarray | None) -> list[np.ndarray | None]:
+    if not DEFENSES.get(recipe.defense).needs_reference:
+        return [None] * members.shape[0]
+    if reference_ids is not None:
+        return [np.asarray(reference_ids)] * members.shape[0]
+    refs = [ids[~row] for row in members]
+    if any(r.size == 0 for r in refs):
+        raise MiaBenchError(f"defense '{recipe.defense}' needs reference data for its shadow models, but every "
+                            "bank record is a training record; pass reference_ids (attacker data)")
+    return refs
+
+
+def _save(path: Path, bank: ShadowBank) -> None:
+    atomic_torch_save(path, {
+        "format": FORMAT, "digest": bank.digest, "defense": bank.recipe.defense,
+        "params": asdict(bank.recipe.params), "record_ids": torch.tensor(bank.record_ids),
+        "members": torch.tensor(bank.members), "stacked": bank.stacked, "seconds": bank.seconds,
+        "n_train": [int(m.n_train) for m in bank.models],
+        "state_dicts": [{k: v.detach().cpu() for k, v in m.state_dict().items()} for m in bank.models],
+    })
+
+
+def _load(path: Path, recipe: Recipe, digest: str) -> ShadowBank | None:
+    blob = safe_torch_load(path)
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT or blob.get("digest") != digest:
+        return None  # foreign or stale: retrain and overwrite
+    cls = DEFENSES.get(recipe.defense)
+    models = []
+    for n_train, state in zip(blob["n_train"], blob["state_dicts"], strict=True):
+        m = cls(config=recipe.params, info=recipe.info, n_train=int(n_train))
+        m.load_state_dict(state, strict=True)
+        models.append(m.eval())
+    return ShadowBank(models=models, record_ids=blob["record_ids"].numpy(), members=blob["members"].numpy(),
+                      recipe=recipe, digest=digest, stacked=bool(blob["stacked"]), seconds=float(blob["seconds"]),
+                      cached=True)
+
+
+class RecordTable:
+    """Per-record values (V floats each) keyed by dataset record id, cached on disk: statistics computed
+    once for some records (a reference model's reconstruction losses, K shadow models' losses) are joined
+    to others by id, never by position."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path, self.values = path, {}
+        if path is not None and path.is_file():
+            blob = safe_torch_load(path)
+            if isinstance(blob, dict) and blob.get("format") == FORMAT + "/table":
+                self.values = {int(i): v for i, v in zip(blob["ids"].tolist(), blob["values"].numpy(), strict=True)}
+
+    def missing(self, ids: np.ndarray) -> np.ndarray:
+        """Boolean mask over `ids` of the records without a value yet."""
+        return np.array([int(i) not in self.values for i in ids], dtype=bool)
+
+    def add(self, ids: np.ndarray, values: np.ndarray) -> None:
+        """values: (len(ids),) or (len(ids), V)."""
+        values = np.asarray(values, dtype=np.float64).reshape(len(ids), -1)
+        self.values.update({int(i): v for i, v in zip(ids, values, strict=True)})
+        if self.path is not None:
+            keys = sorted(self.values)
+            atomic_torch_save(self.path, {"format": FORMAT + "/table", "ids": torch.tensor(keys, dtype=torch.int64),
+                                          "values": torch.from_numpy(np.stack([self.values[k] for k in keys]))})
+
+    def lookup(self, ids: np.ndarray) -> np.ndarray:
+        """(len(ids), V) float64 values in the order of `ids`; raises if any id is missing."""
+        absent = [int(i) for i in ids if int(i) not in self.values]
+        if absent:
+            raise MiaBenchError(f"no value for record ids {absent[:5]} (of {len(absent)}); compute them first")
+        return np.stack([self.values[int(i)] for i in ids])

@@ -91,7 +91,7 @@ class RunConfig:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     utility: UtilityConfig = field(default_factory=UtilityConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
-    attacks: dict[str, Any] = field(default_factory=dict)  # attack name -> its options (or null)
+    attacks: dict[str, Any] = field(default_factory=dict)  # attack name -> its options (null: defaults; false: off)
     defenses: list[str] = field(default_factory=list)  # what `grid --defenses all` runs
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     defense: dict[str, Any] = field(default_factory=dict)  # {"name": ..., <defense Config fields>}
@@ -225,6 +225,6 @@ def load_run(*, suite: str, defense: str, overrides: list[str] | None = None,
     params.pop("name", None)
     defense_params = component_config(defense_cls.Config, params, "defense")
     attack_params = {name: component_config(ATTACKS.get(name).Config, opts, f"attacks.{name}")
-                     for name, opts in cfg.attacks.items()}
+                     for name, opts in cfg.attacks.items() if opts is not False}  # attacks.NAME=false: skip
     return ResolvedRun(config=cfg, defense_name=defense, defense_params=defense_params,
                        attack_params=attack_params, overrides=overrides)

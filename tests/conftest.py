@@ -25,6 +25,12 @@ QUICK_ATTACKS = [f"attacks.{a}.{k}={v}" for a, opts in {
 }.items() for k, v in opts.items()]
 
 
+def only_attacks(*names: str, suite: str = "digits") -> list[str]:
+    """Overrides that switch off every attack of `suite` except `names`."""
+    listed = load_run(suite=suite, defense="none").attack_params
+    return [f"attacks.{a}=false" for a in listed if a not in names]
+
+
 def quick(defense: str, *overrides: str, suite: str = "digits") -> ResolvedRun:
     """The digits suite with a tiny budget (plus `overrides`)."""
     return load_run(suite=suite, defense=defense, overrides=[*QUICK, *QUICK_ATTACKS, *overrides])

@@ -54,3 +54,10 @@ def test_suite_file_with_unknown_key(tmp_path):
     p.write_text("- just\n- a list\n")
     with pytest.raises(ConfigError, match="mapping"):
         load_run(suite=str(p), defense="none")
+
+
+def test_an_attack_of_the_suite_can_be_switched_off():
+    full = load_run(suite="digits", defense="none")
+    less = load_run(suite="digits", defense="none", overrides=["attacks.lira_gen=false"])
+    assert set(full.attack_params) - set(less.attack_params) == {"lira_gen"}
+    assert less.digest() != full.digest()

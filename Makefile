@@ -8,7 +8,7 @@ CLI     := $(VENV)/bin/mia-bench
 STAMP   := $(VENV)/.mia_bench-installed
 
 SUITE   ?= digits
-DEFENSE ?= none
+DEFENSE ?= megan
 SEED    ?= 0
 SEEDS   ?= 0 1 2
 DEFENSES ?= all
@@ -38,7 +38,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP) ## create .venv and install mia_bench into it
 
-bench: $(STAMP) ## train, attack, score one defense and update the leaderboard: make bench DEFENSE=none [SUITE= SEED= ARGS="k=v ..."]
+bench: $(STAMP) ## train, attack, score one defense and update the leaderboard: make bench DEFENSE=megan [SUITE= SEED= ARGS="k=v ..."]
 	$(CLI) run --suite $(SUITE) --defense $(DEFENSE) --seed $(SEED) --results-dir $(RESULTS) --wandb $(WANDB) $(ARGS)
 	$(CLI) leaderboard --results-dir $(RESULTS)
 

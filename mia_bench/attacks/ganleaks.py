@@ -124,7 +124,7 @@ class WbCalConfig(WbConfig):
 class _Calibrated(Attack):
     """L_cal(x) = L(x | target) - L(x | reference model); score = -L_cal. Reference losses by record id."""
 
-    needs = ("attacker_aux",)
+    needs = ("attacker_aux", "shadow_pool")  # shadow_pool: reference data for recipes that need it
 
     def fit(self, view: TargetView, knowledge: AttackerKnowledge) -> None:
         if knowledge.recipe is None or knowledge.dataset is None:
@@ -134,7 +134,8 @@ class _Calibrated(Attack):
                                 f"'difference' (got {self.config.reference!r}, {self.config.calibration!r})")
         recipe = knowledge.recipe if self.config.reference == "defense" else shadows.natural_recipe(knowledge.recipe)
         bank = shadows.train_bank(recipe=recipe, data=knowledge.dataset, ids=knowledge.ids["attacker_aux"],
-                                  n_models=1, size=shadows.EVERY_RECORD, seed=knowledge.seed, cache_dir=knowledge.cache_dir)
+                                  n_models=1, size=shadows.EVERY_RECORD, seed=knowledge.seed, cache_dir=knowledge.cache_dir,
+                                  reference_ids=knowledge.ids["shadow_pool"])  # for recipes that need one (MP-GAN)
         self.reference_model: Defense = bank.models[0]
         settings = json.dumps({"attack": self.name, **asdict(self.config), "seed": self.seed,
                                "search_version": latent.VERSION}, sort_keys=True)

@@ -135,22 +135,24 @@ def update_leaderboard(records: list[RunRecord], leaderboard_dir: Path) -> list[
 
 
 def grid_table(records: list[RunRecord], title: str) -> Table:
-    """The grid's cells folded like the leaderboard (mean ± 95% t-interval over seeds), ranked."""
+    """The grid's cells folded like the leaderboard (mean ± 95% t-interval over seeds), ranked; one line
+    per defense with its strongest attack (the per-attack columns are in LEADERBOARD.md)."""
     by_defense: dict[str, list[RunRecord]] = {}
     for r in records:
         by_defense.setdefault(r.defense, []).append(r)
     entries = [lb.build_entry(rs) for rs in by_defense.values()]
-    attacks = sorted({a for e in entries for a in e["attacks"]})
+    main = lb.main_utility(entries)
     t = Table(title=title)
-    for col in ("rank", "defense", "labels", "seeds", f"worst {lb.RANK_KEY} ↓", "worst AUC ↓",
-                *[f"{a} AUC" for a in attacks]):
-        t.add_column(col, justify="left" if col in ("defense", "labels") else "right")
+    for col in ("rank", "defense", "labels", "seeds", f"worst {lb.RANK_KEY} ↓", "worst AUC ↓", "strongest attack",
+                "ε (δ)", *([main] if main else [])):
+        t.add_column(col, justify="left" if col in ("defense", "labels", "strongest attack") else "right")
     ranked = lb.rank([e for e in entries if "control" not in e.get("labels", [])])
     controls = lb.rank([e for e in entries if "control" in e.get("labels", [])])
     for i, e in enumerate(ranked + controls, start=1):
+        strongest = max(sorted(e["attacks"]), key=lambda a: lb.per_attack(e, a, lb.RANK_KEY).mean, default="–")
         t.add_row(str(i) if e in ranked else "–", e["defense"], ", ".join(e.get("labels", [])), str(len(e["seeds"])),
-                  lb.worst_case(e, lb.RANK_KEY).fmt(), lb.worst_case(e, "auc").fmt(),
-                  *[lb.per_attack(e, a, "auc").fmt() if a in e["attacks"] else "–" for a in attacks])
+                  lb.worst_case(e, lb.RANK_KEY).fmt(), lb.worst_case(e, "auc").fmt(), strongest, lb.epsilon_cell(e),
+                  *([lb.utility_stat(e, main).fmt(2)] if main else []))
     return t
 
 

@@ -144,7 +144,7 @@ def render_suite(entries: list[dict[str, Any]]) -> str:
     controls = rank([e for e in entries if "control" in e.get("labels", [])])
     for i, e in enumerate(defenses + controls, start=1):
         row = [str(i) if e in defenses else "–", f"`{e['defense']}`", _labels(e), str(len(e["seeds"])),
-               worst_case(e, RANK_KEY).fmt(), worst_case(e, "auc").fmt(), _epsilon(e)]
+               worst_case(e, RANK_KEY).fmt(), worst_case(e, "auc").fmt(), epsilon_cell(e)]
         row += [_utility_cell(e, m) for m in util]
         row += [f"{per_attack(e, a, 'auc').fmt()} / {per_attack(e, a, RANK_KEY).fmt()}" if a in e["attacks"] else "–"
                 for a in attacks]
@@ -237,7 +237,7 @@ def write_tradeoff_plot(entries: list[dict[str, Any]], folder: Path) -> Path | N
                                privacy_label=f"worst-case {RANK_KEY} over attacks (lower is more private)")
 
 
-def _epsilon(e: dict[str, Any]) -> str:
+def epsilon_cell(e: dict[str, Any]) -> str:
     eps = [s["privacy_guarantee"].get("epsilon") for s in e["seeds"].values() if s.get("privacy_guarantee")]
     if not eps:
         return "–"

@@ -308,15 +308,16 @@ def test_discriminator_attacks_catch_an_overfit_gan(name, overfit_none, digits):
     assert roc_auc_score(is_member, scores) >= (0.6 if name == "lira_wb_mixed" else 0.95)
 
 
-def test_calibrated_attack_trains_a_reference_model_for_a_defense_that_needs_reference_data(digits, tmp_path):
-    """MP-GAN's M needs a reference set: the attacker's reference model gets the attacker's shadow pool
-    (never the target's data), and the calibrated scores are finite."""
+@pytest.mark.parametrize("name, options", [("ganleaks_fbb_cal", {}), ("overrep", {"steps": 20, "n_nonmember": 200})])
+def test_attack_models_of_a_defense_that_needs_reference_data(digits, tmp_path, name, options):
+    """MP-GAN's M needs a reference set: the calibrated attack's reference model gets the attacker's shadow
+    pool, the over-representation substitute its fresh target samples (never the target's data)."""
     resolved = quick("mpgan", "trainer.max_steps=20")
     split = MembershipSplit.make(n_records=len(digits), sizes=resolved.config.split, seed=0)
     model = train_defense(resolved, digits, split, seed=0)
     released = model.sample(300, generator=torch.Generator().manual_seed(0))
-    attack, view = _attack("ganleaks_fbb_cal", model, released, digits, split, Recipe.of(resolved, digits.info),
-                           tmp_path)
+    attack, view = _attack(name, model, released, digits, split, Recipe.of(resolved, digits.info), tmp_path,
+                           **options)
     ids, _ = queries(split)
     x, y = digits.take(ids)
     assert np.isfinite(attack.score(view, x, y, ids=ids)).all()

@@ -26,6 +26,7 @@ from sklearn.cluster import KMeans
 
 from mia_bench import shadows
 from mia_bench.attacks.base import AccessLevel, Attack, AttackerKnowledge, TargetView, register
+from mia_bench.defenses import DEFENSES
 from mia_bench.errors import MiaBenchError
 from mia_bench.metrics.regions import precision_at_top_regions
 
@@ -61,10 +62,17 @@ class OverRepresentation(Attack):
         data = shadows.released_dataset(view.released, view.info)
         if 0 < c.m < len(data):
             data = replace(data, x=data.x[:c.m], y=data.y[:c.m])
-        bank = shadows.train_bank(recipe=recipe, data=data, ids=np.arange(len(data)), n_models=1,
-                                  size=shadows.EVERY_RECORD, seed=knowledge.seed, cache_dir=knowledge.cache_dir)
-        sub = bank.models[0]
         xn, yn = self._fresh_samples(view, data.y)
+        m = len(data)
+        reference = None
+        if DEFENSES.get(recipe.defense).needs_reference:  # e.g. MP-GAN: the fresh samples are its reference set
+            data = replace(data, x=torch.cat([data.x, xn]), y=torch.cat([data.y, yn]))
+            reference = np.arange(m, len(data))
+        bank = shadows.train_bank(recipe=recipe, data=data, ids=np.arange(m), n_models=1,
+                                  size=shadows.EVERY_RECORD, seed=knowledge.seed, cache_dir=knowledge.cache_dir,
+                                  reference_ids=reference)
+        sub = bank.models[0]
+        data = replace(data, x=data.x[:m], y=data.y[:m])
         with torch.no_grad():
             phi_m = _phi(sub.discriminate(data.x, data.y), c.rank_normalise)
             phi_n = _phi(sub.discriminate(xn, yn), c.rank_normalise)

@@ -8,7 +8,7 @@ subsets were drawn), so a second attack or a rerun reuses them; the `natural` ba
 does not depend on the defense, so every defense of one seed shares it.
 
 Banks of several models of the unprotected game (`none` and its subclasses that keep its game) train as
-one vectorised stack (nets/stacked.py); any other recipe trains one model after another through
+one vectorised stack (nets/stacked_gan.py); any other recipe trains one model after another through
 runner.fit_defense, and the log says so (a single model always goes through fit_defense: at K = 1 the
 Lightning loop is the faster of the two).
 """
@@ -87,7 +87,7 @@ def with_steps(recipe: Recipe, steps: int) -> Recipe:
 
 
 def can_stack(recipe: Recipe) -> bool:
-    """True when the recipe plays exactly the `none` game in float32 (nets/stacked.py trains it)."""
+    """True when the recipe plays exactly the `none` game in float32 (nets/stacked_gan.py trains it)."""
     cls = DEFENSES.get(recipe.defense)
     return (issubclass(cls, UnprotectedGAN) and isinstance(recipe.params, GANConfig)
             and all(getattr(cls, m) is getattr(UnprotectedGAN, m)
@@ -164,9 +164,8 @@ def _train_stacked(recipe: Recipe, data: ArrayDataset, subsets: list[np.ndarray]
 
 def _train_sequential(recipe: Recipe, data: ArrayDataset, subsets: list[np.ndarray], seeds: list[int],
                       reference_ids: list[np.ndarray | None]) -> list[Defense]:
-    from mia_bench.runner import fit_defense  # the runner imports the attacks, which import this module
-
     from mia_bench.distributed import single_process  # attacks run on rank zero: no new process group
+    from mia_bench.runner import fit_defense  # the runner imports the attacks, which import this module
 
     trainer = replace(single_process(recipe.trainer), progress_bar=False)
     return [fit_defense(defense=recipe.defense, params=recipe.params, trainer=trainer, data=data, train_ids=ids,

@@ -1,0 +1,20 @@
+"""Every registered defense trains under a Lightning strategy (two CPU processes, forked DDP)."""
+
+import pytest
+import torch
+
+from conftest import quick
+from mia_bench.data import MembershipSplit
+from mia_bench.defenses import DEFENSES
+from mia_bench.runner import train_defense
+
+
+@pytest.mark.ddp
+@pytest.mark.parametrize("name", DEFENSES.names())
+def test_defense_trains_under_ddp_on_two_processes(name, digits):
+    resolved = quick(name, "trainer.max_steps=6", "trainer.batch_size=16", "trainer.devices=2",
+                     "trainer.strategy=ddp_fork")
+    split = MembershipSplit.make(n_records=len(digits), sizes=resolved.config.split, seed=0)
+    model = train_defense(resolved, digits, split, seed=0)
+    released = model.sample(32, generator=torch.Generator().manual_seed(0))
+    assert released.x.shape == (32, *digits.info.shape) and torch.isfinite(released.x).all()

@@ -22,7 +22,7 @@ from __future__ import annotations
 import abc
 import hashlib
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -83,42 +83,46 @@ class GanLeaksFullBlackBox(Attack):
         return -_fbb_loss(x, view.released.x, self.config.chunk)
 
 
+class _LatentSearch(Attack):
+    """Score = minus the reconstruction loss found by the latent search the config describes."""
+
+    def score(self, view: TargetView, x: torch.Tensor, y: torch.Tensor, *, ids: np.ndarray | None = None) -> np.ndarray:
+        return -reconstruct(view.generator, x, y, search_config(self.config), seed=self.seed).numpy()
+
+
 @register("ganleaks_pbb")
-class GanLeaksPartialBlackBox(Attack):
+class GanLeaksPartialBlackBox(_LatentSearch):
     access = AccessLevel.GENERATOR
     variant = "pbb: gradient-free latent search (batched evolution strategy), L2 without LPIPS"
     Config = PbbConfig
 
-    def score(self, view: TargetView, x: torch.Tensor, y: torch.Tensor, *, ids: np.ndarray | None = None) -> np.ndarray:
-        return -reconstruct(view.generator, x, y, search_config(self.config), seed=self.seed).numpy()
-
 
 @register("ganleaks_wb")
-class GanLeaksWhiteBox(Attack):
+class GanLeaksWhiteBox(_LatentSearch):
     access = AccessLevel.WHITE_BOX
     variant = "wb: Adam latent search with gradients, L2 without LPIPS"
     Config = WbConfig
 
-    def score(self, view: TargetView, x: torch.Tensor, y: torch.Tensor, *, ids: np.ndarray | None = None) -> np.ndarray:
-        return -reconstruct(view.generator, x, y, search_config(self.config), seed=self.seed).numpy()
-
 
 @dataclass
-class FbbCalConfig(FbbConfig):
+class CalibrationConfig:
     reference: str = "defense"  # reference model's recipe: "defense" (the target's) | "natural" (`none`)
     calibration: str = "log"  # log: log L - log L_ref | difference: L - L_ref (the paper's)
 
 
 @dataclass
-class PbbCalConfig(PbbConfig):
-    reference: str = "defense"
-    calibration: str = "log"  # log: log L - log L_ref | difference: L - L_ref (the paper's)
+class FbbCalConfig(CalibrationConfig, FbbConfig):
+    pass
 
 
 @dataclass
-class WbCalConfig(WbConfig):
-    reference: str = "defense"
-    calibration: str = "log"  # log: log L - log L_ref | difference: L - L_ref (the paper's)
+class PbbCalConfig(CalibrationConfig, PbbConfig):
+    pass
+
+
+@dataclass
+class WbCalConfig(CalibrationConfig, WbConfig):
+    pass
 
 
 class _Calibrated(Attack):
@@ -185,25 +189,23 @@ class GanLeaksFbbCalibrated(_Calibrated):
         return super().score(view, x, y, ids=ids)
 
 
+class _CalibratedSearch(_Calibrated):
+    """The latent search's reconstruction loss (search settings: the Pbb/Wb fields of the config)."""
+
+    def _loss(self, view: TargetView | None, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
+        gen = view.generator if view is not None else _owned(self.reference_model)
+        return reconstruct(gen, x, y, search_config(self.config), seed=self.seed).numpy()
+
+
 @register("ganleaks_pbb_cal")
-class GanLeaksPbbCalibrated(_Calibrated):
+class GanLeaksPbbCalibrated(_CalibratedSearch):
     access = AccessLevel.GENERATOR
     variant = "pbb calibrated: gradient-free reconstruction loss minus the reference model's"
     Config = PbbCalConfig
 
-    def _loss(self, view: TargetView | None, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
-        gen = view.generator if view is not None else _owned(self.reference_model)
-        cfg = search_config(PbbConfig(**{f.name: getattr(self.config, f.name) for f in fields(PbbConfig)}))
-        return reconstruct(gen, x, y, cfg, seed=self.seed).numpy()
-
 
 @register("ganleaks_wb_cal")
-class GanLeaksWbCalibrated(_Calibrated):
+class GanLeaksWbCalibrated(_CalibratedSearch):
     access = AccessLevel.WHITE_BOX
     variant = "wb calibrated: gradient reconstruction loss minus the reference model's"
     Config = WbCalConfig
-
-    def _loss(self, view: TargetView | None, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
-        gen = view.generator if view is not None else _owned(self.reference_model)
-        cfg = search_config(WbConfig(**{f.name: getattr(self.config, f.name) for f in fields(WbConfig)}))
-        return reconstruct(gen, x, y, cfg, seed=self.seed).numpy()

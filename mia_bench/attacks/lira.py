@@ -39,6 +39,7 @@ import torch.nn.functional as F
 
 from mia_bench import shadows
 from mia_bench.attacks.base import AccessLevel, Attack, AttackerKnowledge, TargetView, register
+from mia_bench.attacks.ganleaks import PbbConfig, search_config
 from mia_bench.errors import MiaBenchError
 from mia_bench.nets import latent, lira
 from mia_bench.nets.distance import nearest_distance
@@ -77,12 +78,9 @@ class LiraAdaptiveConfig(LiraConfig):
 
 
 @dataclass
-class LiraGenConfig(LiraConfig):
-    steps: int = 30  # latent search: evolution-strategy iterations
-    population: int = 16
-    sigma: float = 0.3
+class LiraGenConfig(PbbConfig, LiraConfig):  # the latent search: GAN-Leaks pbb's settings, cheaper defaults
+    steps: int = 30
     init_draws: int = 1000
-    norm_weight: float = 1e-3
 
 
 @dataclass
@@ -236,9 +234,7 @@ class _LiraGenerator(_Lira):
     Config = LiraGenConfig
 
     def search(self) -> SearchConfig:
-        c = self.config
-        return SearchConfig(method="es", steps=c.steps, population=c.population, sigma=c.sigma,
-                            init_draws=c.init_draws, norm_weight=c.norm_weight)
+        return search_config(self.config)
 
     def statistic_settings(self) -> dict:
         return {**asdict(self.search()), "search_version": latent.VERSION}

@@ -63,16 +63,14 @@ class OverRepresentation(Attack):
         if 0 < c.m < len(data):
             data = replace(data, x=data.x[:c.m], y=data.y[:c.m])
         xn, yn = self._fresh_samples(view, data.y)
-        m = len(data)
-        reference = None
+        train, reference = data, None
         if DEFENSES.get(recipe.defense).needs_reference:  # e.g. MP-GAN: the fresh samples are its reference set
-            data = replace(data, x=torch.cat([data.x, xn]), y=torch.cat([data.y, yn]))
-            reference = np.arange(m, len(data))
-        bank = shadows.train_bank(recipe=recipe, data=data, ids=np.arange(m), n_models=1,
+            train = replace(data, x=torch.cat([data.x, xn]), y=torch.cat([data.y, yn]))
+            reference = np.arange(len(data), len(train))
+        bank = shadows.train_bank(recipe=recipe, data=train, ids=np.arange(len(data)), n_models=1,
                                   size=shadows.EVERY_RECORD, seed=knowledge.seed, cache_dir=knowledge.cache_dir,
                                   reference_ids=reference)
         sub = bank.models[0]
-        data = replace(data, x=data.x[:m], y=data.y[:m])
         with torch.no_grad():
             phi_m = _phi(sub.discriminate(data.x, data.y), c.rank_normalise)
             phi_n = _phi(sub.discriminate(xn, yn), c.rank_normalise)

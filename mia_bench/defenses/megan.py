@@ -17,31 +17,23 @@ can no longer grow its member logits without bound. One D step then one G step p
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
 from mia_bench.data.datasets import DataInfo
-from mia_bench.defenses.base import Defense, register
+from mia_bench.defenses.base import register
+from mia_bench.defenses.mlp_game import MLPGame, MLPGameConfig
 from mia_bench.nets.losses import binary_entropy_from_logits, ns_d_loss, ns_g_loss
-from mia_bench.nets.mlp import MLPDiscriminator, MLPGenerator
 
 
 @dataclass
-class MEGANConfig:
+class MEGANConfig(MLPGameConfig):
     lambda_h: float = 1.0  # weight of the entropy bonus on D's member outputs; sweep {0.1, 0.5, 1}
-    conditional: bool = False
-    z_dim: int = 32
-    g_hidden: list[int] = field(default_factory=lambda: [128, 256])
-    d_hidden: list[int] = field(default_factory=lambda: [256, 128])
-    lr_g: float = 2e-4
-    lr_d: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
 
 
 @register("megan")
-class MEGAN(Defense):
+class MEGAN(MLPGame):
     """Non-saturating GAN whose discriminator maximises the binary entropy of its outputs on members.
 
     Reconstructed from the abstract of arXiv 2311.03172 (see the module docstring)."""
@@ -53,17 +45,6 @@ class MEGAN(Defense):
         super().__init__(config=config, info=info, n_train=n_train)
         if config.lambda_h < 0:
             raise ValueError(f"defense.lambda_h must be >= 0, got {config.lambda_h}")
-        self.conditional = config.conditional
-        c = info.n_classes if config.conditional else 0
-        self.players["generator"] = MLPGenerator(z_dim=config.z_dim, out_shape=info.shape, n_classes=c,
-                                                 hidden=config.g_hidden)
-        self.players["discriminator"] = MLPDiscriminator(in_shape=info.shape, n_classes=c, hidden=config.d_hidden)
-
-    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        c = self.config
-        betas = (c.beta1, c.beta2)
-        return [torch.optim.Adam(self.players["generator"].parameters(), lr=c.lr_g, betas=betas),
-                torch.optim.Adam(self.players["discriminator"].parameters(), lr=c.lr_d, betas=betas)]
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         G, D = self.players["generator"], self.players["discriminator"]

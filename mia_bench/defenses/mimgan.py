@@ -27,32 +27,24 @@ from dataclasses import dataclass, field
 import torch
 
 from mia_bench.data.datasets import DataInfo
-from mia_bench.defenses.base import Defense, register
+from mia_bench.defenses.base import register
+from mia_bench.defenses.mlp_game import MLPGame, MLPGameConfig
 from mia_bench.nets.distance import pairwise_sq_dist
 from mia_bench.nets.losses import ns_d_loss, ns_g_loss
 from mia_bench.nets.mi import MI_BOUNDS, StatisticsNetwork, mi_bound
-from mia_bench.nets.mlp import MLPDiscriminator, MLPGenerator
 
 
 @dataclass
-class MIMGANConfig:
+class MIMGANConfig(MLPGameConfig):
     beta: float = 0.1  # weight of the MI estimate in G's loss (0 = plain GAN with a passive estimator); 1 collapses G
     bound: str = "dv"  # "dv" (Donsker-Varadhan / MINE) | "nwj"
     t_hidden: list[int] = field(default_factory=lambda: [128, 64])
     t_bound: float = 5.0  # T's output squashed to (-t_bound, t_bound) so the estimate cannot diverge; 0 = off
     lr_t: float = 2e-4
-    conditional: bool = False
-    z_dim: int = 32
-    g_hidden: list[int] = field(default_factory=lambda: [128, 256])
-    d_hidden: list[int] = field(default_factory=lambda: [256, 128])
-    lr_g: float = 2e-4
-    lr_d: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
 
 
 @register("mimgan")
-class MIMGAN(Defense):
+class MIMGAN(MLPGame):
     """GAN whose generator also minimises a variational MI estimate between its samples and the members.
 
     Reconstructed from the abstract of arXiv 2311.03172 (see the module docstring)."""
@@ -68,11 +60,6 @@ class MIMGAN(Defense):
             raise ValueError(f"defense.bound must be one of {', '.join(MI_BOUNDS)}, got {config.bound!r}")
         if config.beta < 0:
             raise ValueError(f"defense.beta must be >= 0, got {config.beta}")
-        self.conditional = config.conditional
-        c = info.n_classes if config.conditional else 0
-        self.players["generator"] = MLPGenerator(z_dim=config.z_dim, out_shape=info.shape, n_classes=c,
-                                                 hidden=config.g_hidden)
-        self.players["discriminator"] = MLPDiscriminator(in_shape=info.shape, n_classes=c, hidden=config.d_hidden)
         self.players["statistics"] = StatisticsNetwork(in_shape=info.shape, hidden=config.t_hidden,
                                                           out_bound=config.t_bound)
         self.register_buffer("members", torch.zeros(0, *info.shape), persistent=False)
@@ -82,11 +69,7 @@ class MIMGAN(Defense):
         self.members = x.detach().clone().to(self.label_prior.device)
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        c = self.config
-        betas = (c.beta1, c.beta2)
-        return [torch.optim.Adam(self.players["generator"].parameters(), lr=c.lr_g, betas=betas),
-                torch.optim.Adam(self.players["discriminator"].parameters(), lr=c.lr_d, betas=betas),
-                torch.optim.Adam(self.players["statistics"].parameters(), lr=c.lr_t, betas=betas)]
+        return [*super().configure_optimizers(), self.adam("statistics", self.config.lr_t)]
 
     def mi_estimate(self, fake: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """I^(X~; X) in nats (scalar) on (B, *shape) samples, differentiable in `fake` and in T.

@@ -17,29 +17,25 @@ through linear maps on the (B, C) label vector, so soft labels work; released sa
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from mia_bench.data.datasets import DataInfo
-from mia_bench.defenses.base import Defense, register
+from mia_bench.defenses.base import register
+from mia_bench.defenses.mlp_game import MLPGame, MLPGameConfig
 from mia_bench.nets.losses import gradient_penalty, wgan_d_loss, wgan_g_loss
-from mia_bench.nets.mlp import MLPDiscriminator, MLPGenerator
 
 
 @dataclass
-class MixupConfig:
+class MixupConfig(MLPGameConfig):
     alpha: float = 1.0  # Beta(alpha, alpha) mixing weights; sweep {0.2, 0.5, 1}
     n_g: int = 2  # critic batches per generator step (slides: unstated; 5 triples the digits run time)
     gp_weight: float = 10.0
-    conditional: bool = True
-    z_dim: int = 32
-    g_hidden: list[int] = field(default_factory=lambda: [128, 256])
-    d_hidden: list[int] = field(default_factory=lambda: [256, 128])
+    conditional: bool = True  # the slides' conditional WGAN; its rates and betas (WGAN-GP's usual ones):
     lr_g: float = 1e-4
     lr_d: float = 1e-4
-    beta1: float = 0.5
     beta2: float = 0.9
 
 
@@ -55,7 +51,7 @@ def mix_batch(x: torch.Tensor, y: torch.Tensor | None, lam: torch.Tensor,
 
 
 @register("mixup")
-class MixupGAN(Defense):
+class MixupGAN(MLPGame):
     """Conditional WGAN-GP trained only on mixed pairs of members with mixed soft labels."""
 
     Config = MixupConfig
@@ -66,11 +62,6 @@ class MixupGAN(Defense):
             raise ValueError(f"need defense.alpha > 0 and defense.n_g >= 1, got {config.alpha}, {config.n_g}")
         if config.conditional and info.n_classes < 1:
             raise ValueError("mixup with conditional=true needs a labelled dataset; set defense.conditional=false")
-        self.conditional = config.conditional
-        c = info.n_classes if config.conditional else 0
-        self.players["generator"] = MLPGenerator(z_dim=config.z_dim, out_shape=info.shape, n_classes=c,
-                                                 hidden=config.g_hidden)
-        self.players["discriminator"] = MLPDiscriminator(in_shape=info.shape, n_classes=c, hidden=config.d_hidden)
 
     @property
     def batches_per_generator_step(self) -> int:
@@ -79,12 +70,6 @@ class MixupGAN(Defense):
     @property
     def discriminator_is_logit(self) -> bool:
         return False  # a WGAN critic: unbounded scores, not probability logits
-
-    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        c = self.config
-        betas = (c.beta1, c.beta2)
-        return [torch.optim.Adam(self.players["generator"].parameters(), lr=c.lr_g, betas=betas),
-                torch.optim.Adam(self.players["discriminator"].parameters(), lr=c.lr_d, betas=betas)]
 
     def draw_mix(self, n: int) -> tuple[torch.Tensor, int]:
         """(n,) weights lam ~ Beta(alpha, alpha) on self.device, and a partner shift in 1..n-1."""

@@ -24,27 +24,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from mia_bench.data.datasets import DataInfo
-from mia_bench.defenses.base import Defense, register
+from mia_bench.defenses.base import register
+from mia_bench.defenses.mlp_game import MLPGame, MLPGameConfig
 from mia_bench.nets.losses import ns_d_loss, ns_g_loss
-from mia_bench.nets.mlp import MLPDiscriminator, MLPGenerator
+from mia_bench.nets.mlp import MLPDiscriminator
 
 
 @dataclass
-class MPGANConfig:
+class MPGANConfig(MLPGameConfig):
     lambda_m: float = 1.0  # weight of M's log-likelihood in D's loss; sweep {0.1, 1, 3}
     k_m: int = 1  # M steps per D step
     m_term: str = "both"  # "both": full L_M in D's loss | "gain": Nasr's members-only gain term
     q_layers: list[int] = field(default_factory=lambda: [-2, -1])  # D blocks whose activations form Q(x)
     m_hidden: list[int] = field(default_factory=lambda: [128, 64])
     lr_m: float = 2e-4
-    conditional: bool = False
-    z_dim: int = 32
-    g_hidden: list[int] = field(default_factory=lambda: [128, 256])
-    d_hidden: list[int] = field(default_factory=lambda: [256, 128])
-    lr_g: float = 2e-4
-    lr_d: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
 
 
 def _mlp_head(width: int, hidden: list[int]) -> nn.Sequential:
@@ -56,7 +49,7 @@ def _mlp_head(width: int, hidden: list[int]) -> nn.Sequential:
 
 
 @register("mpgan")
-class MPGAN(Defense):
+class MPGAN(MLPGame):
     """Three players: G, D, and a membership network M on D's activations that D is trained to defeat.
 
     Reconstructed from the BMVC 2022 poster (see the module docstring)."""
@@ -75,20 +68,11 @@ class MPGAN(Defense):
         depth = len(config.d_hidden)
         if not config.q_layers or any(not -depth <= i < depth for i in config.q_layers):
             raise ValueError(f"defense.q_layers {config.q_layers} must index the {depth} blocks of defense.d_hidden")
-        self.conditional = config.conditional
-        c = info.n_classes if config.conditional else 0
-        self.players["generator"] = MLPGenerator(z_dim=config.z_dim, out_shape=info.shape, n_classes=c,
-                                                 hidden=config.g_hidden)
-        self.players["discriminator"] = MLPDiscriminator(in_shape=info.shape, n_classes=c, hidden=config.d_hidden)
         q_dim = sum(config.d_hidden[i] for i in config.q_layers)
         self.players["membership"] = _mlp_head(q_dim, config.m_hidden)
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        c = self.config
-        betas = (c.beta1, c.beta2)
-        return [torch.optim.Adam(self.players["generator"].parameters(), lr=c.lr_g, betas=betas),
-                torch.optim.Adam(self.players["discriminator"].parameters(), lr=c.lr_d, betas=betas),
-                torch.optim.Adam(self.players["membership"].parameters(), lr=c.lr_m, betas=betas)]
+        return [*super().configure_optimizers(), self.adam("membership", self.config.lr_m)]
 
     def q(self, x: torch.Tensor) -> torch.Tensor:
         """Q(x): (B, *shape) -> (B, sum of the chosen block widths), D's internal activations."""

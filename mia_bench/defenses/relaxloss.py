@@ -19,34 +19,26 @@ training set holds (counted over all processes); "step" flips it on every discri
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from mia_bench.data.datasets import DataInfo
-from mia_bench.defenses.base import Defense, register
+from mia_bench.defenses.base import register
+from mia_bench.defenses.mlp_game import MLPGame, MLPGameConfig
 from mia_bench.nets.losses import ns_g_loss, real_loss
-from mia_bench.nets.mlp import MLPDiscriminator, MLPGenerator
 
 
 @dataclass
-class RelaxLossConfig:
+class RelaxLossConfig(MLPGameConfig):
     alpha: float = 0.5  # target member BCE (nats); digits pilot (`none`, seed 0): 0.33 members, 1.59 held out
     upper: float = 0.7  # flattening bound on sigmoid(l(x)); 1 would make flattening a no-op
     alternate: str = "epoch"  # "epoch" (epoch-equivalents, as the official code) | "step"
-    conditional: bool = False
-    z_dim: int = 32
-    g_hidden: list[int] = field(default_factory=lambda: [128, 256])
-    d_hidden: list[int] = field(default_factory=lambda: [256, 128])
-    lr_g: float = 2e-4
-    lr_d: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
 
 
 @register("relaxloss")
-class RelaxLossGAN(Defense):
+class RelaxLossGAN(MLPGame):
     """Non-saturating GAN whose discriminator follows RelaxLoss's schedule on its member loss."""
 
     Config = RelaxLossConfig
@@ -57,17 +49,6 @@ class RelaxLossGAN(Defense):
             raise ValueError(f"defense.alternate must be 'epoch' or 'step', got {config.alternate!r}")
         if config.alpha <= 0 or not 0 < config.upper <= 1:
             raise ValueError(f"need defense.alpha > 0 and 0 < defense.upper <= 1, got {config.alpha}, {config.upper}")
-        self.conditional = config.conditional
-        c = info.n_classes if config.conditional else 0
-        self.players["generator"] = MLPGenerator(z_dim=config.z_dim, out_shape=info.shape, n_classes=c,
-                                                 hidden=config.g_hidden)
-        self.players["discriminator"] = MLPDiscriminator(in_shape=info.shape, n_classes=c, hidden=config.d_hidden)
-
-    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        c = self.config
-        betas = (c.beta1, c.beta2)
-        return [torch.optim.Adam(self.players["generator"].parameters(), lr=c.lr_g, betas=betas),
-                torch.optim.Adam(self.players["discriminator"].parameters(), lr=c.lr_d, betas=betas)]
 
     def phase(self, batch_idx: int, batch_rows: int) -> int:
         """0 (even: |L - alpha|) or 1 (odd: descent or flattening) for discriminator step `batch_idx`."""

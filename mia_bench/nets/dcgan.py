@@ -17,6 +17,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from mia_bench.nets.mlp import projection_logit, with_labels
+
 
 def conv_plan(side: int) -> tuple[int, int]:
     """(s0, n): start side s0 in 4..7 and number of stride-2 steps n >= 1 with s0 * 2**n == side."""
@@ -65,10 +67,7 @@ class ConvGenerator(nn.Module):
         dcgan_init(self)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        if self.n_classes:
-            if y is None:
-                raise ValueError("conditional generator needs a (B, n_classes) label vector")
-            z = torch.cat([z, y.to(z.dtype)], dim=1)
+        z = with_labels(z, y, self.n_classes)
         h = self.project(z).view(z.shape[0], self.c0, self.s0, self.s0)
         return self.net(h)
 
@@ -114,8 +113,4 @@ class ConvDiscriminator(nn.Module):
             h = block(h)
         phi = h.flatten(1)
         logit = self.head(phi).squeeze(1)
-        if self.embed_y is not None:
-            if y is None:
-                raise ValueError("conditional discriminator needs a (B, n_classes) label vector")
-            logit = logit + (self.embed_y(y.to(phi.dtype)) * phi).sum(1)
-        return logit
+        return projection_logit(logit, self.embed_y, phi, y)

@@ -18,6 +18,27 @@ def _act(kind: str) -> nn.Module:
     return nn.LeakyReLU(0.2) if kind == "leaky_relu" else nn.ReLU()
 
 
+def with_labels(z: torch.Tensor, y: torch.Tensor | None, n_classes: int) -> torch.Tensor:
+    """A conditional net's input: z (..., d) with its label vectors y (..., n_classes) appended on the last
+    axis; z itself when the net is unconditional (n_classes 0)."""
+    if not n_classes:
+        return z
+    if y is None:
+        raise ValueError("conditional generator needs a (..., n_classes) label vector per row")
+    return torch.cat([z, y.to(z.dtype)], dim=-1)
+
+
+def projection_logit(logit: torch.Tensor, embed_y: nn.Module | None, phi: torch.Tensor,
+                     y: torch.Tensor | None) -> torch.Tensor:
+    """A projection discriminator's logit: logit + <W y, phi(x)> over the last axis (unchanged when
+    unconditional, embed_y None)."""
+    if embed_y is None:
+        return logit
+    if y is None:
+        raise ValueError("conditional discriminator needs a (..., n_classes) label vector per row")
+    return logit + (embed_y(y.to(phi.dtype)) * phi).sum(-1)
+
+
 class MLPGenerator(nn.Module):
     """G(z, y): (B, z_dim) [+ (B, C) label vector] -> (B, *out_shape) in [-1, 1] (tanh)."""
 
@@ -34,10 +55,7 @@ class MLPGenerator(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        if self.n_classes:
-            if y is None:
-                raise ValueError("conditional generator needs a (B, n_classes) label vector")
-            z = torch.cat([z, y.to(z.dtype)], dim=1)
+        z = with_labels(z, y, self.n_classes)
         return self.net(z).view(z.shape[0], *self.out_shape)
 
 
@@ -78,8 +96,4 @@ class MLPDiscriminator(nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         phi = self.features(x)[-1]
         logit = self.head(phi).squeeze(1)
-        if self.embed_y is not None:
-            if y is None:
-                raise ValueError("conditional discriminator needs a (B, n_classes) label vector")
-            logit = logit + (self.embed_y(y.to(phi.dtype)) * phi).sum(1)
-        return logit
+        return projection_logit(logit, self.embed_y, phi, y)

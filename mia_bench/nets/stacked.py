@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mia_bench.nets.mlp import projection_logit, with_labels
+
 
 class StackedLinear(nn.Module):
     """k independent linear maps: x (k, B, in) -> (k, B, out). Slice i is initialised like nn.Linear."""
@@ -55,10 +57,7 @@ class StackedMLPGenerator(nn.Module):
         self.out = StackedLinear(k, width, prod(self.out_shape))
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        if self.n_classes:
-            if y is None:
-                raise ValueError("conditional generator stack needs (k, B, n_classes) label vectors")
-            z = torch.cat([z, y.to(z.dtype)], dim=2)
+        z = with_labels(z, y, self.n_classes)
         return torch.tanh(self.out(self.body(z))).view(self.k, z.shape[1], *self.out_shape)
 
 
@@ -79,11 +78,7 @@ class StackedMLPDiscriminator(nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         phi = self.body(x.flatten(2))
         logit = self.head(phi).squeeze(2)
-        if self.embed_y is not None:
-            if y is None:
-                raise ValueError("conditional discriminator stack needs (k, B, n_classes) label vectors")
-            logit = logit + (self.embed_y(y.to(phi.dtype)) * phi).sum(2)
-        return logit
+        return projection_logit(logit, self.embed_y, phi, y)
 
     def every(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """All k members on the same records: x (N, *shape) [+ y (N, C)] -> (k, N)."""

@@ -16,6 +16,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from mia_bench.nets.mlp import with_labels
+
 
 class TabularGenerator(nn.Module):
     """G(z, y): (B, z_dim) [+ (B, n_classes) label vector] -> (B, dim) in [-1, 1], one-hot blocks as 2p - 1."""
@@ -49,10 +51,7 @@ class TabularGenerator(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        if self.n_classes:
-            if y is None:
-                raise ValueError("conditional generator needs a (B, n_classes) label vector")
-            z = torch.cat([z, y.to(z.dtype)], dim=1)
+        z = with_labels(z, y, self.n_classes)
         h = self.net(z)
         return torch.cat([2 * torch.softmax(h[:, a:a + b] / self.tau, dim=1) - 1 if cat else torch.tanh(h[:, a:a + b])
                           for a, b, cat in self.segments], dim=1)

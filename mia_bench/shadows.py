@@ -147,7 +147,8 @@ def _fresh(recipe: Recipe, n_train: int, seed: int) -> Defense:
         return cls(config=recipe.params, info=recipe.info, n_train=n_train)
 
 
-def _train_stacked(recipe: Recipe, data: ArrayDataset, subsets: list[np.ndarray], seeds: list[int]) -> list[Defense]:
+def stacked_trainer(recipe: Recipe, data: ArrayDataset, subsets: list[np.ndarray], seeds: list[int]) -> Any:
+    """A StackedGANTrainer (nets/stacked_gan.py) over fresh `recipe` models, model k on the records subsets[k]."""
     from mia_bench.nets.stacked_gan import StackedGANTrainer
 
     models, sets = [], []
@@ -157,9 +158,13 @@ def _train_stacked(recipe: Recipe, data: ArrayDataset, subsets: list[np.ndarray]
         m.prepare(x, y)
         models.append(m)
         sets.append((x, y))
-    trainer = StackedGANTrainer(models=models, train_sets=sets, config=recipe.params,
-                                batch_size=recipe.trainer.batch_size, seeds=seeds)
-    return trainer.fit(recipe.trainer.max_steps * models[0].batches_per_generator_step)
+    return StackedGANTrainer(models=models, train_sets=sets, config=recipe.params,
+                             batch_size=recipe.trainer.batch_size, seeds=seeds)
+
+
+def _train_stacked(recipe: Recipe, data: ArrayDataset, subsets: list[np.ndarray], seeds: list[int]) -> list[Defense]:
+    trainer = stacked_trainer(recipe, data, subsets, seeds)
+    return trainer.fit(recipe.trainer.max_steps * trainer.models[0].batches_per_generator_step)
 
 
 def _train_sequential(recipe: Recipe, data: ArrayDataset, subsets: list[np.ndarray], seeds: list[int],

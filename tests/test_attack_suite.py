@@ -227,13 +227,13 @@ def test_precision_at_top_regions_counts_score_levels():
 # ---- attacks on trained targets ------------------------------------------------------------------------
 
 
-def _attack(name: str, model, released, data, split, recipe, cache, **options):
+def _attack(name: str, model, released, data, split, target_recipe, cache, **options):
     cls = ATTACKS.get(name)
     attack = cls(config=component_config(cls.Config, options, name), seed=0)
     view = make_view(model, cls.access, released)
     knowledge = AttackerKnowledge(data={r: data.take(getattr(split, r)) for r in cls.needs},
                                   ids={r: np.asarray(getattr(split, r)) for r in cls.needs},
-                                  recipe=recipe, dataset=data, cache_dir=cache, seed=0)
+                                  recipe=target_recipe, dataset=data, cache_dir=cache, seed=0)
     attack.fit(view, knowledge)
     return attack, view
 
@@ -308,10 +308,12 @@ def test_discriminator_attacks_catch_an_overfit_gan(name, overfit_none, digits):
     assert roc_auc_score(is_member, scores) >= (0.6 if name == "lira_wb_mixed" else 0.95)
 
 
-@pytest.mark.parametrize("name, options", [("ganleaks_fbb_cal", {}), ("overrep", {"steps": 20, "n_nonmember": 200})])
+@pytest.mark.parametrize("name, options", [("ganleaks_fbb_cal", {}), ("overrep", {"steps": 20, "n_nonmember": 200}),
+                                           ("logan_bb", {"steps": 20, "recipe": "defense"})])
 def test_attack_models_of_a_defense_that_needs_reference_data(digits, tmp_path, name, options):
     """MP-GAN's M needs a reference set: the calibrated attack's reference model gets the attacker's shadow
-    pool, the over-representation substitute its fresh target samples (never the target's data)."""
+    pool, the over-representation substitute its fresh target samples, LOGAN's local GAN a held-out quarter
+    of the released samples (never the target's data)."""
     resolved = quick("mpgan", "trainer.max_steps=20")
     split = MembershipSplit.make(n_records=len(digits), sizes=resolved.config.split, seed=0)
     model = train_defense(resolved, digits, split, seed=0)
@@ -321,3 +323,5 @@ def test_attack_models_of_a_defense_that_needs_reference_data(digits, tmp_path, 
     ids, _ = queries(split)
     x, y = digits.take(ids)
     assert np.isfinite(attack.score(view, x, y, ids=ids)).all()
+    if name == "logan_bb":
+        assert attack.details["local_gan"]["reference"] == 75

@@ -4,6 +4,11 @@
 (Lightning) per model; a plain single-model loop (the stack with K=1, no Lightning) is printed as well.
 Same recipe, steps and subsets for every variant; prints seconds and the ratios (goal: >= 6x).
 
+Then a roofline check of the stack: the share of a stacked round spent in GEMM kernels (torch.profiler), the
+GEMMs' throughput (FlopCounterMode) next to one large sgemm's, and the ratio the stack would reach if every
+other op were free (and if its GEMMs ran as fast as a large one). On a 2-core CPU the stack is GEMM-bound,
+and that ceiling, not overhead, caps the ratio.
+
     .venv/bin/python benchmarks/perf/shadow_stack.py [--k 16] [--steps 400] [--threads 0]
 """
 
@@ -13,11 +18,36 @@ import argparse
 import time
 
 import torch
+from torch.profiler import ProfilerActivity, profile
+from torch.utils.flop_counter import FlopCounterMode
 
 from mia_bench import shadows
 from mia_bench.attacks import Recipe
 from mia_bench.config import load_run
 from mia_bench.data import MembershipSplit, load_dataset
+
+GEMM_OPS = {"aten::mm", "aten::bmm", "aten::addmm", "aten::baddbmm", "aten::addbmm"}
+
+
+def gemm_profile(trainer: object, rounds: int) -> tuple[float, float]:
+    """(share of the rounds' self CPU time spent in GEMM kernels, FLOPs of one round)."""
+    with FlopCounterMode(display=False) as counter:
+        trainer.round(0)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for b in range(rounds):
+            trainer.round(b)
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    return sum(e.self_cpu_time_total for e in events if e.key in GEMM_OPS) / total, counter.get_total_flops()
+
+
+def sgemm_flops_per_s(n: int = 1024, repeats: int = 20) -> float:
+    a, b = torch.randn(2 * n, n), torch.randn(n, n)
+    a @ b
+    t = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * 2 * n * n * n * repeats / (time.perf_counter() - t)
 
 
 def main() -> None:
@@ -51,6 +81,21 @@ def main() -> None:
     print(f"  one stack:                        {stacked:8.2f} s")
     print(f"  one after another, plain loop:    {plain:8.2f} s   ratio {plain / stacked:.2f}x")
     print(f"  one after another, fit_defense:   {sequential:8.2f} s   ratio {sequential / stacked:.2f}x")
+
+    subsets = shadows.draw_subsets(split.shadow_pool.size, args.k, size=shadows.HALVES, seed=0)
+    trainer = shadows.stacked_trainer(recipe, data, [split.shadow_pool[s] for s in subsets],
+                                      [shadows.model_seed(0, k) for k in range(args.k)])
+    share, flops = gemm_profile(trainer, rounds=50)
+    per_round = stacked / (args.steps * trainer.models[0].batches_per_generator_step)
+    gemm_rate = flops / (per_round * share)
+    ceiling = sequential / (stacked * share)
+    print(f"roofline of the stack: {flops / 1e9:.2f} GFLOP a round, {per_round * 1e3:.1f} ms a round, "
+          f"{share:.0%} of it in GEMM kernels")
+    peak = sgemm_flops_per_s()
+    print(f"  its GEMMs run at {gemm_rate / 1e9:.0f} GFLOP/s; one large sgemm here: {peak / 1e9:.0f} GFLOP/s")
+    print(f"  ceiling with every non-GEMM op free: {ceiling:.2f}x vs fit_defense, {plain / (stacked * share):.2f}x "
+          f"vs the plain loop; with the GEMMs at the large-sgemm rate too: {ceiling * peak / gemm_rate:.2f}x "
+          "vs fit_defense")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@
             is the attacker's own unprotected GAN (`none` with the target's architecture, conditional
             when the target is) unless `recipe: defense`; `steps` is the attacker's training budget
             (0 = the target's). The official code samples fresh batches from G every step; with
-            samples-level access the attacker holds a fixed released set instead.
+            samples-level access the attacker holds a fixed released set instead. A `defense` recipe
+            that needs reference data (MP-GAN) gets the last quarter of the released samples as its
+            reference set and trains on the rest: the samples are all this attacker holds.
 For a conditional discriminator the query's own label is passed (the attacker holds the record).
 """
 
@@ -19,6 +21,7 @@ import torch
 
 from mia_bench import shadows
 from mia_bench.attacks.base import AccessLevel, Attack, AttackerKnowledge, TargetView, register
+from mia_bench.defenses import DEFENSES
 from mia_bench.errors import MiaBenchError
 
 
@@ -52,10 +55,17 @@ class LoganBlackBox(Attack):
         base = knowledge.recipe if self.config.recipe == "defense" else shadows.natural_recipe(knowledge.recipe)
         recipe = shadows.with_steps(base, self.config.steps)
         data = shadows.released_dataset(view.released, view.info)
-        bank = shadows.train_bank(recipe=recipe, data=data, ids=np.arange(len(data)), n_models=1,
-                                  size=shadows.EVERY_RECORD, seed=knowledge.seed, cache_dir=knowledge.cache_dir)
+        train, reference = np.arange(len(data)), None
+        if DEFENSES.get(recipe.defense).needs_reference:
+            train, reference = np.array_split(train, [len(data) - len(data) // 4])
+            if not (train.size and reference.size):
+                raise MiaBenchError(f"logan_bb with recipe 'defense' ({recipe.defense}) splits the released samples "
+                                    f"into training and reference data; {len(data)} are too few, release more")
+        bank = shadows.train_bank(recipe=recipe, data=data, ids=train, n_models=1, size=shadows.EVERY_RECORD,
+                                  seed=knowledge.seed, cache_dir=knowledge.cache_dir, reference_ids=reference)
         self.local = bank.models[0]
-        self.details["local_gan"] = {**bank.describe(), "trained_on": f"{len(data)} released samples",
+        self.details["local_gan"] = {**bank.describe(), "trained_on": f"{train.size} released samples",
+                                     "reference": 0 if reference is None else int(reference.size),
                                      "steps": recipe.trainer.max_steps}
 
     @torch.no_grad()

@@ -20,7 +20,7 @@ RESULTS ?= results
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install bench grid leaderboard list test test-slow lint perf clean
+.PHONY: help install bench audit grid leaderboard list test test-slow lint perf clean
 
 help: ## show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -41,6 +41,9 @@ install: $(STAMP) ## create .venv and install mia_bench into it
 bench: $(STAMP) ## train, attack, score one defense and update the leaderboard: make bench DEFENSE=megan [SUITE= SEED= ARGS="k=v ..."]
 	$(CLI) run --suite $(SUITE) --defense $(DEFENSE) --seed $(SEED) --results-dir $(RESULTS) --wandb $(WANDB) $(ARGS)
 	$(CLI) leaderboard --results-dir $(RESULTS)
+
+audit: $(STAMP) ## run the controls and check every attack against them (exit 1 on a failed check): make audit [SUITE= SEEDS= ARGS=]
+	$(CLI) audit --suite $(SUITE) --seed $(SEEDS) --results-dir $(RESULTS) $(ARGS)
 
 grid: $(STAMP) ## every defense x seed, skipping finished cells, then the leaderboard: make grid [SUITE= SEEDS= DEFENSES= EXECUTOR=local|slurm PARALLEL= WANDB=offline|online|off ARGS=]
 	$(CLI) grid --suite $(SUITE) --defenses $(DEFENSES) --seeds $(SEEDS) --executor $(EXECUTOR) --parallel $(PARALLEL) \

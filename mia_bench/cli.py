@@ -1,4 +1,5 @@
-"""`mia-bench run|grid|leaderboard|list`: the command-line front of the runner, the grid and the leaderboard."""
+"""`mia-bench run|audit|grid|leaderboard|list`: the command-line front of the runner, the controls' audit,
+the grid and the leaderboard."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from mia_bench.grid_cli import add_grid_parser, cmd_grid
 DEFAULT_RESULTS = Path("results")
 DEFAULT_LEADERBOARD = Path("leaderboard")
 WANDB_MODES = ("online", "offline", "off")
+OVERRIDABLE = ("run", "audit", "grid")  # commands that take key=value overrides
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,6 +34,18 @@ def _parser() -> argparse.ArgumentParser:
                      help="Weights & Biases mode (default: the suite's tracking.wandb, offline)")
     run.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. trainer.max_steps=500")
 
+    audit = sub.add_parser("audit", help="run the suite's controls (memorizer, independent) and check every attack "
+                                         "against them; exit 1 when one fails")
+    audit.add_argument("--suite", default="digits", help="suite name (benchmarks/<suite>.yaml) or a YAML path")
+    audit.add_argument("--seed", type=int, nargs="+", default=[0], help="one or more seeds")
+    audit.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS)
+    audit.add_argument("--config-dir", type=Path, default=None, help="folder holding suite YAMLs (default: benchmarks/)")
+    audit.add_argument("--tolerance", type=float, default=None,
+                       help="largest |AUC - 0.5| allowed on the independent control (default 0.1)")
+    audit.add_argument("--no-progress", action="store_true", help="hide the training progress bar")
+    audit.add_argument("--wandb", choices=WANDB_MODES, default="off", help="Weights & Biases mode for the control runs")
+    audit.add_argument("overrides", nargs="*", help="key=value config overrides, applied to both controls")
+
     add_grid_parser(sub, results=DEFAULT_RESULTS, leaderboard=DEFAULT_LEADERBOARD, wandb_modes=WANDB_MODES)
 
     lb = sub.add_parser("leaderboard", help="fold records into leaderboard entries and render LEADERBOARD.md")
@@ -45,18 +59,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def cmd_run(args: argparse.Namespace, console: Console) -> None:
     from mia_bench.config import load_run
-    from mia_bench.runner import run
-    from mia_bench.tracking import for_run
 
-    overrides = list(args.overrides) + (["trainer.progress_bar=false"] if args.no_progress else [])
-    resolved = load_run(suite=args.suite, defense=args.defense, overrides=overrides, config_dir=args.config_dir)
-    if args.no_progress:  # cosmetic: keep the record "official"
-        resolved.overrides.remove("trainer.progress_bar=false")
-    mode = args.wandb or resolved.config.tracking.wandb
     for seed in args.seed:
-        with for_run(mode, resolved, seed, results_dir=args.results_dir) as tracker:
-            record = run(resolved, seed, results_dir=args.results_dir, tracker=tracker,
-                         on_stage=None if args.no_progress else _stage_printer(console, resolved.defense_name, seed))
+        record = _run_one(args, console, load_run(suite=args.suite, defense=args.defense, overrides=_overrides(args),
+                                                  config_dir=args.config_dir), seed, args.wandb)
         if record is None:  # a DDP rank other than 0: it only trained
             continue
         console.print(run_table(record))
@@ -64,6 +70,55 @@ def cmd_run(args: argparse.Namespace, console: Console) -> None:
             console.print("utility: " + ", ".join(f"{k} {v:.4g}" for k, v in record.utility["metrics"].items()))
         console.print(f"record: {args.results_dir / record.suite / record.defense / f'seed{seed}' / 'record.json'}"
                       f"  ({record.wall_time_s:.1f} s)")
+
+
+def _overrides(args: argparse.Namespace) -> list[str]:
+    return list(args.overrides) + (["trainer.progress_bar=false"] if args.no_progress else [])
+
+
+def _run_one(args: argparse.Namespace, console: Console, resolved, seed: int, wandb: str | None):  # noqa: ANN001, ANN202
+    """runner.run for one seed, with the run's W&B tracker and stage printer; the RunRecord or None."""
+    from mia_bench.runner import run
+    from mia_bench.tracking import for_run
+
+    if args.no_progress:  # cosmetic: keep the record "official"
+        resolved.overrides.remove("trainer.progress_bar=false")
+    mode = wandb or resolved.config.tracking.wandb
+    with for_run(mode, resolved, seed, results_dir=args.results_dir) as tracker:
+        return run(resolved, seed, results_dir=args.results_dir, tracker=tracker,
+                   on_stage=None if args.no_progress else _stage_printer(console, resolved.defense_name, seed))
+
+
+def cmd_audit(args: argparse.Namespace, console: Console) -> int:
+    from mia_bench.audit import CHANCE_TOLERANCE, CONTROLS, check_controls
+    from mia_bench.config import load_run
+
+    checks = []
+    for seed in args.seed:
+        records = [_run_one(args, console, load_run(suite=args.suite, defense=control, overrides=_overrides(args),
+                                                    config_dir=args.config_dir), seed, args.wandb)
+                   for control in CONTROLS]
+        if None in records:  # a DDP rank other than 0
+            return 0
+        checks += check_controls(*records, tolerance=CHANCE_TOLERANCE if args.tolerance is None else args.tolerance)
+    t = Table(title=f"audit of the {args.suite} suite's attacks against its controls")
+    for col in ("attack", "control", "seed", "AUC", "expected", ""):
+        t.add_column(col, justify="right" if col in ("seed", "AUC") else "left")
+    for c in checks:
+        t.add_row(c.attack, c.control, str(c.seed), "missing" if c.auc is None else f"{c.auc:.3f}", c.expected,
+                  "[green]pass[/]" if c.passed else "[bold red]FAIL[/]")
+    console.print(t)
+    for attack, why in sorted({(c.attack, c.exempt) for c in checks if c.exempt}):
+        console.print(f"[dim]exempt: {attack}: {why}[/]", highlight=False)
+    failed = [c for c in checks if not c.passed]
+    by_fix: dict[str, list[str]] = {}
+    for c in failed:
+        by_fix.setdefault(f"on {c.control}: {{}}: {c.fix}", []).append(f"{c.attack} (seed {c.seed})")
+    for line, names in by_fix.items():
+        console.print("[bold red]FAIL[/] " + line.format(", ".join(names)), highlight=False)
+    console.print(f"{len(checks) - len(failed)} of {len(checks)} checks passed"
+                  + ("; no number from these attack settings should be published until they all do" if failed else ""))
+    return 1 if failed else 0
 
 
 def _stage_printer(console: Console, defense: str, seed: int):  # noqa: ANN202 - Callable[[str], None]
@@ -138,13 +193,14 @@ def cmd_list(args: argparse.Namespace, console: Console) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)  # overrides may come before or after the options
-    flags = [e for e in extra if e.startswith("-") or "=" not in e or args.command not in ("run", "grid")]
+    flags = [e for e in extra if e.startswith("-") or "=" not in e or args.command not in OVERRIDABLE]
     if flags:
         parser.error(f"unrecognized arguments: {' '.join(flags)}")
-    if args.command in ("run", "grid"):
+    if args.command in OVERRIDABLE:
         args.overrides = [*args.overrides, *extra]
     console = Console()
-    commands = {"run": cmd_run, "grid": cmd_grid, "leaderboard": cmd_leaderboard, "list": cmd_list}
+    commands = {"run": cmd_run, "audit": cmd_audit, "grid": cmd_grid, "leaderboard": cmd_leaderboard,
+                "list": cmd_list}
     try:
         return commands[args.command](args, console) or 0
     except MiaBenchError as e:

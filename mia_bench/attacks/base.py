@@ -146,6 +146,9 @@ class Attack(abc.ABC):
     variant: ClassVar[str] = ""
     needs: ClassVar[tuple[str, ...]] = ()  # attacker data roles: reference, attacker_aux, shadow_pool
     Config: ClassVar[type] = NoOptions
+    # why the attack cannot catch the `memorizer` control by construction ("" = it must: AUC >= 0.95);
+    # the audit (mia_bench/audit.py) and the control tests read it
+    memorizer_exempt: ClassVar[str] = ""
 
     def __init__(self, *, config: Any, seed: int) -> None:
         self.config, self.seed = config, seed

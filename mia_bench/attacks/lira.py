@@ -284,6 +284,8 @@ class LiraWhiteBoxOffline(_LiraWhiteBox):
 class LiraWhiteBoxMixed(_LiraWhiteBox):
     variant = "online, natural shadows, mixed (co-membership) queries; statistic: discriminator loss"
     Config = LiraMixedConfig
+    memorizer_exempt = ("mixed queries probe co-membership in mixup-trained models; the memorizer's discriminator "
+                        "scores closeness to one member and does not answer blends of two records")
 
 
 @register("lira_wb_adaptive")

@@ -1,0 +1,74 @@
+"""`mia-bench audit`: a suite's two controls as the check of its attacks, before any number is published.
+
+If the controls fail, no other number can be trusted (DESIGN.md). The audit runs `memorizer` and
+`independent` through the same runner, suite, attack settings and overrides as any defense, then checks
+every attack of the suite:
+
+  memorizer    AUC >= 0.95: the model releases its members, so an attack that misses them is too weak
+               (or broken) at these settings. An attack that cannot catch it by construction says why
+               (`Attack.memorizer_exempt`); it must still not score below chance - tolerance.
+  independent  |AUC - 0.5| <= tolerance (0.1): the model never saw the members, so an attack that
+               separates them measures something else (a shift between members and non-members, a leak
+               through the attacker's data).
+
+A check also fails when an attack is missing from a control's record. The CLI prints the checks and exits 1
+when any failed; the control records stay in the results folder like any other run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mia_bench.attacks import ATTACKS
+from mia_bench.results import RunRecord
+
+CONTROLS = ("memorizer", "independent")
+MEMORIZER_AUC = 0.95
+CHANCE_TOLERANCE = 0.1
+
+
+@dataclass(frozen=True)
+class Check:
+    attack: str
+    control: str  # "memorizer" | "independent"
+    seed: int
+    auc: float | None  # None: the attack is missing from the control's record
+    expected: str
+    passed: bool
+    fix: str = ""  # what to do when it failed
+    exempt: str = ""  # why the attack cannot catch the memorizer (Attack.memorizer_exempt)
+
+
+def check_controls(memorizer: RunRecord, independent: RunRecord, *, memorizer_auc: float = MEMORIZER_AUC,
+                   tolerance: float = CHANCE_TOLERANCE) -> list[Check]:
+    """One check per attack and control (same suite and seed), in attack-name order."""
+    if (memorizer.defense, independent.defense) != CONTROLS:
+        raise ValueError(f"expected a memorizer and an independent record, got {memorizer.defense!r} and "
+                         f"{independent.defense!r}")
+    seed = memorizer.seed
+    checks = []
+    for name in sorted(set(memorizer.attacks) | set(independent.attacks)):
+        exempt = ATTACKS.get(name).memorizer_exempt if name in ATTACKS else ""
+        auc = _auc(memorizer, name)
+        if exempt:
+            floor = 0.5 - tolerance
+            checks.append(Check(name, "memorizer", seed, auc, f">= {floor:.2f} (exempt)",
+                                auc is not None and auc >= floor,
+                                "it scores the memorizer's members below chance: check its sign", exempt))
+        else:
+            checks.append(Check(name, "memorizer", seed, auc, f">= {memorizer_auc:.2f}",
+                                auc is not None and auc >= memorizer_auc,
+                                f"raise its budget (attacks.{name}.*) or the suite's release.n_samples; at these "
+                                "settings it misses records the model releases verbatim"))
+        auc = _auc(independent, name)
+        checks.append(Check(name, "independent", seed, auc, f"0.50 ± {tolerance:.2f}",
+                            auc is not None and abs(auc - 0.5) <= tolerance,
+                            "it separates records a model never saw: look for a shift between the split's members "
+                            "and non-members, or attacker data that overlaps the scored records (or, when its AUC's "
+                            "95% interval in the record holds 0.5, a tolerance tighter than this split's noise)"))
+    return checks
+
+
+def _auc(record: RunRecord, attack: str) -> float | None:
+    result = record.attacks.get(attack)
+    return None if result is None else float(result["metrics"]["auc"]["value"])

@@ -17,7 +17,7 @@ when any failed; the control records stay in the results folder like any other r
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from mia_bench.attacks import ATTACKS
 from mia_bench.results import RunRecord
@@ -25,6 +25,7 @@ from mia_bench.results import RunRecord
 CONTROLS = ("memorizer", "independent")
 MEMORIZER_AUC = 0.95
 CHANCE_TOLERANCE = 0.1
+MISSING = "it is missing from the control's record: rerun the controls with the same suite and overrides"
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,8 @@ def check_controls(memorizer: RunRecord, independent: RunRecord, *, memorizer_au
                             "it separates records a model never saw: look for a shift between the split's members "
                             "and non-members, or attacker data that overlaps the scored records (or, when its AUC's "
                             "95% interval in the record holds 0.5, a tolerance tighter than this split's noise)"))
-    return checks
+    return [replace(c, fix=MISSING) if c.auc is None else c for c in checks]
+
 
 
 def _auc(record: RunRecord, attack: str) -> float | None:

@@ -62,7 +62,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> None:
 
     for seed in args.seed:
         record = _run_one(args, console, load_run(suite=args.suite, defense=args.defense, overrides=_overrides(args),
-                                                  config_dir=args.config_dir), seed, args.wandb)
+                                                  config_dir=args.config_dir), seed)
         if record is None:  # a DDP rank other than 0: it only trained
             continue
         console.print(run_table(record))
@@ -76,14 +76,14 @@ def _overrides(args: argparse.Namespace) -> list[str]:
     return list(args.overrides) + (["trainer.progress_bar=false"] if args.no_progress else [])
 
 
-def _run_one(args: argparse.Namespace, console: Console, resolved, seed: int, wandb: str | None):  # noqa: ANN001, ANN202
+def _run_one(args: argparse.Namespace, console: Console, resolved, seed: int):  # noqa: ANN001, ANN202
     """runner.run for one seed, with the run's W&B tracker and stage printer; the RunRecord or None."""
     from mia_bench.runner import run
     from mia_bench.tracking import for_run
 
     if args.no_progress:  # cosmetic: keep the record "official"
         resolved.overrides.remove("trainer.progress_bar=false")
-    mode = wandb or resolved.config.tracking.wandb
+    mode = args.wandb or resolved.config.tracking.wandb
     with for_run(mode, resolved, seed, results_dir=args.results_dir) as tracker:
         return run(resolved, seed, results_dir=args.results_dir, tracker=tracker,
                    on_stage=None if args.no_progress else _stage_printer(console, resolved.defense_name, seed))
@@ -96,9 +96,9 @@ def cmd_audit(args: argparse.Namespace, console: Console) -> int:
     checks = []
     for seed in args.seed:
         records = [_run_one(args, console, load_run(suite=args.suite, defense=control, overrides=_overrides(args),
-                                                    config_dir=args.config_dir), seed, args.wandb)
+                                                    config_dir=args.config_dir), seed)
                    for control in CONTROLS]
-        if None in records:  # a DDP rank other than 0
+        if any(r is None for r in records):  # a DDP rank other than 0: it only trained
             return 0
         checks += check_controls(*records, tolerance=CHANCE_TOLERANCE if args.tolerance is None else args.tolerance)
     t = Table(title=f"audit of the {args.suite} suite's attacks against its controls")

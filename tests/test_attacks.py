@@ -7,7 +7,7 @@ import torch
 
 from conftest import QUICK, only_attacks, quick
 from mia_bench.attacks import ATTACKS, AccessLevel, make_view
-from mia_bench.audit import CONTROLS, check_controls
+from mia_bench.audit import CONTROLS, MISSING, check_controls
 from mia_bench.cli import main
 from mia_bench.data import MembershipSplit
 from mia_bench.errors import AccessError
@@ -57,6 +57,7 @@ def test_audit_fails_weak_leaky_missing_or_inverted_attacks(control_records):
                       ("domias", "independent")}
     assert all(c.passed for c in check_controls(memorizer, independent, tolerance=0.15, memorizer_auc=0.9)
                if c.attack in ("logan_wb", "ganleaks_fbb"))
+    assert [c.fix for c in check_controls(memorizer, independent) if c.auc is None] == [MISSING]
     with pytest.raises(ValueError, match="memorizer and an independent"):
         check_controls(independent, memorizer)
 

@@ -70,7 +70,6 @@ def check_controls(memorizer: RunRecord, independent: RunRecord, *, memorizer_au
     return [replace(c, fix=MISSING) if c.auc is None else c for c in checks]
 
 
-
 def _auc(record: RunRecord, attack: str) -> float | None:
     result = record.attacks.get(attack)
     return None if result is None else float(result["metrics"]["auc"]["value"])

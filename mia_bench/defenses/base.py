@@ -110,6 +110,15 @@ class Defense(L.LightningModule):
     def draw_labels(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         return torch.multinomial(self.label_prior.cpu(), n, replacement=True, generator=generator).to(self.device)
 
+    def batch_labels(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """The batch's label vectors for a conditional model, None otherwise."""
+        return self.label_vector(batch["y"]) if self.conditional else None
+
+    def draw_fakes(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """n generated records and their label vectors (None when unconditional); labels are drawn before latents."""
+        yf = self.label_vector(self.draw_labels(n)) if self.conditional else None
+        return self.players["generator"](self.draw_latent(n), yf), yf
+
     @torch.no_grad()
     def sample(self, n: int, *, generator: torch.Generator, labels: torch.Tensor | None = None) -> Released:
         """Release n records; every draw comes from `generator`, so a fixed seed gives identical samples."""

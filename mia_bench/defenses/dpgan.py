@@ -167,11 +167,9 @@ class DPGAN(Defense):
         self.dp.pre_step()
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        G, D = self.players["generator"], self.players["discriminator"]
-        b = self.expected_batch
-        y = self.label_vector(batch["y"]) if self.conditional else None
-        yf = self.label_vector(self.draw_labels(b)) if self.conditional else None
-        fake = G(self.draw_latent(b), yf)
+        D = self.players["discriminator"]
+        b, y = self.expected_batch, self.batch_labels(batch)
+        fake, yf = self.draw_fakes(b)
         opt_d = self.optimizers()[1]  # type: ignore[index]
         with self.playing("discriminator"):
             self.private_real_term(batch["x"], y)

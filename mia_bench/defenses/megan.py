@@ -47,11 +47,9 @@ class MEGAN(MLPGame):
             raise ValueError(f"defense.lambda_h must be >= 0, got {config.lambda_h}")
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        G, D = self.players["generator"], self.players["discriminator"]
-        x, n = batch["x"], batch["x"].shape[0]
-        y = self.label_vector(batch["y"]) if self.conditional else None
-        yf = self.label_vector(self.draw_labels(n)) if self.conditional else None
-        fake = G(self.draw_latent(n), yf)
+        D = self.players["discriminator"]
+        x, n, y = batch["x"], batch["x"].shape[0], self.batch_labels(batch)
+        fake, yf = self.draw_fakes(n)
         with self.playing("discriminator") as step:
             real_logits = D(x, y)
             entropy = binary_entropy_from_logits(real_logits).mean()  # nats, at most log 2

@@ -84,11 +84,9 @@ class MIMGAN(MLPGame):
         return mi_bound(self.config.bound, T(fake, self.members[nearest]), T(fake, self.members[partner]))
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        G, D = self.players["generator"], self.players["discriminator"]
-        x, n = batch["x"], batch["x"].shape[0]
-        y = self.label_vector(batch["y"]) if self.conditional else None
-        yf = self.label_vector(self.draw_labels(n)) if self.conditional else None
-        fake = G(self.draw_latent(n), yf)
+        D = self.players["discriminator"]
+        x, n, y = batch["x"], batch["x"].shape[0], self.batch_labels(batch)
+        fake, yf = self.draw_fakes(n)
         with self.playing("discriminator") as step:
             loss_d = ns_d_loss(D(x, y), D(fake.detach(), yf))
             step(loss_d)

@@ -92,16 +92,14 @@ class MPGAN(MLPGame):
         return gain - F.softplus(self.membership_logits(ref_x)).mean()  # + E log(1 - M(Q(x))), X_re
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        G, D = self.players["generator"], self.players["discriminator"]
-        x, n, ref_x = batch["x"], batch["x"].shape[0], batch["ref_x"]
-        y = self.label_vector(batch["y"]) if self.conditional else None
-        yf = self.label_vector(self.draw_labels(n)) if self.conditional else None
+        D = self.players["discriminator"]
+        x, n, ref_x, y = batch["x"], batch["x"].shape[0], batch["ref_x"], self.batch_labels(batch)
         for _ in range(self.config.k_m):
             with self.playing("membership") as step:  # D frozen: Q carries no gradient into D
                 m_x, m_ref = self.membership_logits(x), self.membership_logits(ref_x)
                 loss_m = F.softplus(-m_x).mean() + F.softplus(m_ref).mean()  # = -L_M (full, balanced)
                 step(loss_m)
-        fake = G(self.draw_latent(n), yf)
+        fake, yf = self.draw_fakes(n)  # M's steps draw nothing random: same stream as drawing the labels first
         with self.playing("discriminator") as step:  # M frozen
             loss_gan = ns_d_loss(D(x, y), D(fake.detach(), yf))
             loss_d = loss_gan + self.config.lambda_m * self.membership_log_likelihood(x, ref_x)

@@ -68,11 +68,9 @@ class UnprotectedGAN(Defense):
                 torch.optim.Adam(self.players["discriminator"].parameters(), lr=c.lr_d, betas=betas)]
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        G, D = self.players["generator"], self.players["discriminator"]
-        x, n = batch["x"], batch["x"].shape[0]
-        y = self.label_vector(batch["y"]) if self.conditional else None
-        yf = self.label_vector(self.draw_labels(n)) if self.conditional else None
-        fake = G(self.draw_latent(n), yf)
+        D = self.players["discriminator"]
+        x, n, y = batch["x"], batch["x"].shape[0], self.batch_labels(batch)
+        fake, yf = self.draw_fakes(n)
         wgan = self.config.loss == "wgan-gp"
         with self.playing("discriminator") as step:
             if wgan:
@@ -85,8 +83,7 @@ class UnprotectedGAN(Defense):
             return
         with self.playing("generator") as step:
             if wgan:  # fresh fakes after n_critic critic steps
-                yf = self.label_vector(self.draw_labels(n)) if self.conditional else None
-                fake = G(self.draw_latent(n), yf)
+                fake, yf = self.draw_fakes(n)
             loss_g = wgan_g_loss(D(fake, yf)) if wgan else ns_g_loss(D(fake, yf))
             step(loss_g)
         if self.should_log(batch_idx):

@@ -68,11 +68,9 @@ class RelaxLossGAN(MLPGame):
         return F.binary_cross_entropy_with_logits(real_logits, target)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        G, D = self.players["generator"], self.players["discriminator"]
-        x, n = batch["x"], batch["x"].shape[0]
-        y = self.label_vector(batch["y"]) if self.conditional else None
-        yf = self.label_vector(self.draw_labels(n)) if self.conditional else None
-        fake = G(self.draw_latent(n), yf)
+        D = self.players["discriminator"]
+        x, n, y = batch["x"], batch["x"].shape[0], self.batch_labels(batch)
+        fake, yf = self.draw_fakes(n)
         with self.playing("discriminator") as step:
             real_logits = D(x, y)
             loss_real = self.relaxed_real_loss(real_logits, self.phase(batch_idx, n))

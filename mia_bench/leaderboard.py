@@ -44,45 +44,88 @@ def seed_summary(record: RunRecord) -> dict[str, Any]:
             "git": (record.environment.get("git") or {}).get("commit"), "created_at": record.created_at}
 
 
-def build_entry(records: list[RunRecord]) -> dict[str, Any]:
-    """One entry from the official records of one (suite, defense); the newest config digest wins."""
+def build_entry(records: list[RunRecord], existing: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The entry of one (suite, suite version, config digest, defense): `existing`'s seeds, with every seed
+    that `records` ran added or replaced; seeds the records did not run are never removed."""
     newest = max(records, key=lambda r: r.created_at)
-    same = sorted((r for r in records if r.config_digest == newest.config_digest
-                   and r.suite_version == newest.suite_version), key=lambda r: r.seed)
+    if any((r.suite_version, r.config_digest) != (newest.suite_version, newest.config_digest) for r in records):
+        raise MiaBenchError("build_entry: records of one entry must share their suite version and config digest")
+    if existing is not None and (existing["suite_version"], existing["config_digest"]) != (
+            newest.suite_version, newest.config_digest):
+        raise MiaBenchError("build_entry: the existing entry is of another suite version or config digest")
+    seeds = dict((existing or {}).get("seeds", {}))
+    seeds.update({str(r.seed): seed_summary(r) for r in sorted(records, key=lambda r: (r.seed, r.created_at))})
     return {
         "schema": ENTRY_SCHEMA, "suite": newest.suite, "suite_version": newest.suite_version,
         "defense": newest.defense, "config_digest": newest.config_digest, "labels": newest.labels,
         "attacks": {k: {"access": v["access"], "variant": v["variant"]} for k, v in newest.attacks.items()},
-        "seeds": {str(r.seed): seed_summary(r) for r in same},
+        "seeds": dict(sorted(seeds.items(), key=lambda kv: int(kv[0]))),
         "environment": newest.environment,
     }
 
 
+def _entry_key(e: dict[str, Any]) -> tuple[int, str]:
+    return int(e["suite_version"]), str(e["config_digest"])
+
+
+def entry_path(entries_dir: Path, suite: str, defense: str, suite_version: int, config_digest: str) -> Path:
+    """Where the entry of (suite, defense, version, config digest) lives: the existing file holding that
+    config, else `<defense>.json` when free, else `<defense>@<digest[:12]>.json` beside it (never over it)."""
+    folder = Path(entries_dir) / suite
+    for path in sorted(folder.glob(f"{defense}.json")) + sorted(folder.glob(f"{defense}@*.json")):
+        e = _read_entry(path)
+        if e["defense"] == defense and _entry_key(e) == (int(suite_version), config_digest):
+            return path
+    plain = folder / f"{defense}.json"
+    return plain if not plain.exists() else folder / f"{defense}@{config_digest[:12]}.json"
+
+
 def update_entries(records: Iterable[RunRecord], entries_dir: Path) -> list[Path]:
-    """Write an entry per (suite, defense) that has official records; other entries are left untouched."""
-    groups: dict[tuple[str, str], list[RunRecord]] = defaultdict(list)
+    """Merge the official records into their entries (one per suite, defense, version and config digest);
+    other entries, and seeds of an entry that no record ran, are left untouched."""
+    groups: dict[tuple[str, str, int, str], list[RunRecord]] = defaultdict(list)
     for r in records:
         if r.official:
-            groups[(r.suite, r.defense)].append(r)
+            groups[(r.suite, r.defense, r.suite_version, r.config_digest)].append(r)
     written = []
-    for (suite, defense), recs in sorted(groups.items()):
-        path = Path(entries_dir) / suite / f"{defense}.json"
-        atomic_write_json(path, build_entry(recs))
+    for (suite, defense, version, digest), recs in sorted(groups.items()):
+        path = entry_path(entries_dir, suite, defense, version, digest)
+        existing = _read_entry(path) if path.exists() else None
+        atomic_write_json(path, build_entry(recs, existing))
         written.append(path)
     return written
 
 
+def _read_entry(path: Path) -> dict[str, Any]:
+    try:
+        e = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise MiaBenchError(f"cannot read leaderboard entry {path}: {err}; restore it with git") from None
+    if e.get("schema") != ENTRY_SCHEMA:
+        raise MiaBenchError(f"{path}: entry schema {e.get('schema')!r}, expected {ENTRY_SCHEMA!r}")
+    return e
+
+
 def load_entries(entries_dir: Path) -> list[dict[str, Any]]:
-    entries = []
-    for path in sorted(Path(entries_dir).glob("*/*.json")):
-        try:
-            e = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise MiaBenchError(f"cannot read leaderboard entry {path}: {err}; restore it with git") from None
-        if e.get("schema") != ENTRY_SCHEMA:
-            raise MiaBenchError(f"{path}: entry schema {e.get('schema')!r}, expected {ENTRY_SCHEMA!r}")
-        entries.append(e)
-    return entries
+    return [_read_entry(path) for path in sorted(Path(entries_dir).glob("*/*.json"))]
+
+
+def _newest(e: dict[str, Any]) -> str:
+    return max((s.get("created_at") or "" for s in e["seeds"].values()), default="")
+
+
+def select_ranked(entries: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(entries that rank, entries kept beside them): per (suite, version, defense), the config with the most
+    seeds ranks (ties: the most recently run); the others stay in the entries and are named under the table."""
+    by_defense: dict[tuple[str, int, str], list[dict[str, Any]]] = defaultdict(list)
+    for e in entries:
+        by_defense[(e["suite"], int(e["suite_version"]), e["defense"])].append(e)
+    ranked, beside = [], []
+    for key in sorted(by_defense):
+        group = sorted(by_defense[key], key=lambda e: (len(e["seeds"]), _newest(e), e["config_digest"]), reverse=True)
+        ranked.append(group[0])
+        beside += group[1:]
+    return ranked, beside
 
 
 @dataclass(frozen=True)
@@ -132,6 +175,7 @@ def _underpowered(entries: list[dict[str, Any]]) -> list[str]:
 
 
 def render_suite(entries: list[dict[str, Any]]) -> str:
+    entries, beside = select_ranked(entries)
     suite, version = entries[0]["suite"], entries[0]["suite_version"]
     attacks = sorted({a for e in entries for a in e["attacks"]})
     util = _utility_columns(entries)
@@ -158,11 +202,26 @@ def render_suite(entries: list[dict[str, Any]]) -> str:
     if flagged:
         lines.append(f"**Underpowered:** {', '.join(flagged)} rest on fewer than 10/x non-members; read them as "
                      "TPR at (near) zero false positives, not at the nominal FPR.")
+    lines += _beside_notes(entries, beside)
     lines += _utility_notes(entries, util)
     lines.append("")
     lines += [f"- `{a}`: access `{v['access']}`, {v['variant']}" for a, v in
               sorted({a: v for e in entries for a, v in e["attacks"].items()}.items())]
     return "\n".join(lines) + "\n"
+
+
+def _beside_notes(ranked: list[dict[str, Any]], beside: list[dict[str, Any]]) -> list[str]:
+    """Which config of a defense the table ranks when its entries hold several (a locally edited suite YAML)."""
+    if not beside:
+        return []
+    chosen = {e["defense"]: e for e in ranked}
+    lines = ["", "**Several configs:** the table ranks, per defense, the config with the most seeds; the others "
+                 "are kept in the entries, not ranked:"]
+    for e in sorted(beside, key=lambda e: (e["defense"], e["config_digest"])):
+        c = chosen[e["defense"]]
+        lines.append(f"- `{e['defense']}`: ranked `{c['config_digest'][:12]}` ({len(c['seeds'])} seeds); "
+                     f"kept `{e['config_digest'][:12]}` ({len(e['seeds'])} seed{'s' if len(e['seeds']) != 1 else ''})")
+    return lines
 
 
 def utility_stat(entry: dict[str, Any], metric: str) -> Stat:
@@ -221,6 +280,7 @@ def _utility_notes(entries: list[dict[str, Any]], util: list[str]) -> list[str]:
 
 def write_tradeoff_plot(entries: list[dict[str, Any]], folder: Path) -> Path | None:
     """The suite's privacy-utility PNG in `folder` (None when its records carry no utility)."""
+    entries = select_ranked(entries)[0]
     main = main_utility(entries)
     if main is None:
         return None
@@ -288,6 +348,7 @@ def write_leaderboard(entries_dir: Path, out_md: Path) -> str:
 
 def leaderboard_rows(entries: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
     """The leaderboard as rows (ranked defenses, then controls), with mean and 95% half-width columns."""
+    entries = select_ranked(entries)[0]
     attacks = sorted({a for e in entries for a in e["attacks"]})
     columns = ["suite", "version", "rank", "defense", "labels", "seeds", f"worst {RANK_KEY}", f"worst {RANK_KEY} ±",
                "worst auc", "worst auc ±"] + [f"{a} auc" for a in attacks] + [f"{a} {RANK_KEY}" for a in attacks]

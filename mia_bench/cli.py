@@ -26,8 +26,11 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="train a defense, attack it, score it, write a record")
     run.add_argument("--suite", default="digits", help="suite name (benchmarks/<suite>.yaml) or a YAML path")
     run.add_argument("--defense", required=True, help="registered defense name (see `mia-bench list`)")
-    run.add_argument("--seed", type=int, nargs="+", default=[0], help="one or more seeds")
+    run.add_argument("--seed", type=seed_value, nargs="+", default=[0], help="one or more seeds (integers >= 0)")
     run.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS)
+    run.add_argument("--name", type=run_name, default="",
+                     help="folder for this run under results/<suite>/<defense>/ (default: official runs in place, "
+                          "runs with overrides under ovr-<config digest>)")
     run.add_argument("--config-dir", type=Path, default=None, help="folder holding suite YAMLs (default: benchmarks/)")
     run.add_argument("--no-progress", action="store_true", help="hide the training progress bar")
     run.add_argument("--wandb", choices=WANDB_MODES, default=None,
@@ -37,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     audit = sub.add_parser("audit", help="run the suite's controls (memorizer, independent) and check every attack "
                                          "against them; exit 1 when one fails")
     audit.add_argument("--suite", default="digits", help="suite name (benchmarks/<suite>.yaml) or a YAML path")
-    audit.add_argument("--seed", type=int, nargs="+", default=[0], help="one or more seeds")
+    audit.add_argument("--seed", type=seed_value, nargs="+", default=[0], help="one or more seeds (integers >= 0)")
     audit.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS)
     audit.add_argument("--config-dir", type=Path, default=None, help="folder holding suite YAMLs (default: benchmarks/)")
     audit.add_argument("--tolerance", type=float, default=None,
@@ -59,17 +62,23 @@ def _parser() -> argparse.ArgumentParser:
 
 def cmd_run(args: argparse.Namespace, console: Console) -> None:
     from mia_bench.config import load_run
+    from mia_bench.results import RunPaths
+    from mia_bench.tables import run_tables
 
+    resolved = load_run(suite=args.suite, defense=args.defense, overrides=_overrides(args), config_dir=args.config_dir)
+    resolved.name = args.name
     for seed in args.seed:
-        record = _run_one(args, console, load_run(suite=args.suite, defense=args.defense, overrides=_overrides(args),
-                                                  config_dir=args.config_dir), seed)
+        record = _run_one(args, console, resolved, seed)
         if record is None:  # a DDP rank other than 0: it only trained
             continue
-        console.print(run_table(record))
+        for table in run_tables(record):
+            console.print(table)
         if record.utility:
             console.print("utility: " + ", ".join(f"{k} {v:.4g}" for k, v in record.utility["metrics"].items()))
-        console.print(f"record: {args.results_dir / record.suite / record.defense / f'seed{seed}' / 'record.json'}"
-                      f"  ({record.wall_time_s:.1f} s)")
+        where = RunPaths.for_run(args.results_dir, resolved, seed).root
+        console.print(f"results: {where}/  ({record.wall_time_s:.1f} s)", highlight=False, soft_wrap=True)
+        if resolved.overrides:
+            console.print("[dim]a run with overrides: kept apart from the official run, never on the leaderboard[/]")
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:
@@ -81,7 +90,7 @@ def _run_one(args: argparse.Namespace, console: Console, resolved, seed: int):  
     from mia_bench.runner import run
     from mia_bench.tracking import for_run
 
-    if args.no_progress:  # cosmetic: keep the record "official"
+    if args.no_progress and "trainer.progress_bar=false" in resolved.overrides:  # cosmetic: keep it official
         resolved.overrides.remove("trainer.progress_bar=false")
     mode = args.wandb or resolved.config.tracking.wandb
     with for_run(mode, resolved, seed, results_dir=args.results_dir) as tracker:
@@ -125,46 +134,38 @@ def _stage_printer(console: Console, defense: str, seed: int):  # noqa: ANN202 -
     return lambda stage: console.print(f"[dim]{defense} · seed {seed} · {stage}[/]", highlight=False)
 
 
-def run_table(record) -> Table:  # noqa: ANN001 - RunRecord
-    labels = f" [{', '.join(record.labels)}]" if record.labels else ""
-    t = Table(title=f"{record.suite} · {record.defense}{labels} · seed {record.seed} · "
-                    f"{record.split_sizes['members']} members vs {record.split_sizes['non_members']} non-members")
-    for col in ("attack", "access", "AUC [95% CI]", "TPR@1%FPR", "TPR@0.1%FPR", "prec@n (chance)", "s"):
-        t.add_column(col, justify="left" if col in ("attack", "access") else "right")
-    for name, res in record.attacks.items():
-        m = res["metrics"]
-        auc = m["auc"]
-        ci = f" [{auc['ci'][0]:.3f}, {auc['ci'][1]:.3f}]" if auc["ci"] else ""
-        t.add_row(name, res["access"], f"{auc['value']:.3f}{ci}",
-                  _cell(m["tpr@1%fpr"]), _cell(m["tpr@0.1%fpr"]),
-                  f"{m['precision@n']['value']:.3f} ({m['precision@n']['chance']:.2f})", f"{res['seconds']:.1f}")
-    t.caption = "† underpowered: fewer than 10/x non-members"
-    return t
-
-
-def _cell(metric: dict) -> str:
-    flag = "†" if metric.get("detail", {}).get("underpowered") else ""
-    return f"{metric['value']:.3f}{flag}"
-
-
 def cmd_leaderboard(args: argparse.Namespace, console: Console) -> None:
-    from mia_bench.leaderboard import update_entries, write_leaderboard
-    from mia_bench.results import RunRecord, find_records
+    from collections import defaultdict
 
-    records = [RunRecord.read(p) for p in find_records(args.results_dir)]
+    from mia_bench.guards import check_writable
+    from mia_bench.leaderboard import load_entries, update_entries, write_leaderboard
+    from mia_bench.results import RunRecord, find_records
+    from mia_bench.tables import entries_table
+
+    if not Path(args.results_dir).is_dir():
+        raise MiaBenchError(f"results folder {args.results_dir} does not exist: run `make bench` first, or pass "
+                            "the folder your runs wrote with --results-dir")
     entries_dir = args.leaderboard_dir / "entries"
+    check_writable(args.leaderboard_dir)
+    records = [RunRecord.read(p) for p in find_records(args.results_dir)]
     written = update_entries(records, entries_dir)
     skipped = sum(not r.official for r in records)
-    write_leaderboard(entries_dir, args.leaderboard_dir / "LEADERBOARD.md")
+    page = args.leaderboard_dir / "LEADERBOARD.md"
+    write_leaderboard(entries_dir, page)
+    by_suite: dict[tuple[str, int], list[dict]] = defaultdict(list)
+    for e in load_entries(entries_dir):
+        by_suite[(e["suite"], int(e["suite_version"]))].append(e)
+    for (suite, version), group in sorted(by_suite.items()):
+        console.print(entries_table(group, f"{suite} (protocol v{version}): worst case over attacks, lower is "
+                                           "more private"))
     if args.wandb != "off":
-        from mia_bench.leaderboard import load_entries
         from mia_bench.tracking import log_leaderboard
 
         run_id = log_leaderboard(args.wandb, load_entries(entries_dir), results_dir=args.results_dir)
         console.print(f"W&B leaderboard run: {run_id or 'not logged'}")
     console.print(f"{len(written)} entr{'y' if len(written) == 1 else 'ies'} updated from {len(records)} record(s)"
                   + (f"; {skipped} run(s) with overrides left out" if skipped else "")
-                  + f" -> {args.leaderboard_dir / 'LEADERBOARD.md'}")
+                  + f"; the full page (every attack): {page}", highlight=False)
 
 
 def cmd_list(args: argparse.Namespace, console: Console) -> None:
@@ -206,6 +207,31 @@ def main(argv: list[str] | None = None) -> int:
     except MiaBenchError as e:
         Console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False)
         return 2
+    except KeyboardInterrupt:
+        Console(stderr=True).print("interrupted: finished files are kept, nothing half-written is; rerun the same "
+                                   "command to go on (a finished training is reused)", highlight=False)
+        return 130
+
+
+def seed_value(text: str) -> int:
+    """argparse type of a seed: an integer >= 0 (numpy's generators take no negative seed)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seed '{text}' is not an integer; use e.g. --seed 0 1 2") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"seed {value} is negative; seeds are integers >= 0, e.g. --seed 0")
+    return value
+
+
+def run_name(text: str) -> str:
+    """argparse type of --name: one folder name (letters, digits, . _ -), not seed<k> and not a cache's _ prefix."""
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", text) or re.fullmatch(r"seed\d+", text):
+        raise argparse.ArgumentTypeError(f"--name '{text}': use letters, digits, '.', '_' and '-' (not starting "
+                                         "with '.', '_' or '-', not seed<k>), e.g. --name short-budget")
+    return text
 
 
 if __name__ == "__main__":

@@ -106,6 +106,14 @@ class ResolvedRun:
     defense_params: Any
     attack_params: dict[str, Any]
     overrides: list[str]
+    name: str = ""  # --name: the run's folder under results/<suite>/<defense>/ (instead of its override digest)
+
+    @property
+    def variant(self) -> str:
+        """The run's folder below its defense's: "" for an official run, else `name` or `ovr-<digest[:12]>`."""
+        if self.name:
+            return self.name
+        return f"ovr-{self.digest()[:12]}" if self.overrides else ""
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self.config)

@@ -101,7 +101,7 @@ def plan(*, suite: str, defenses: list[str], seeds: list[int], overrides: list[s
 
 def finished(cell: Cell, results_dir: Path) -> bool:
     resolved = cell.resolve()
-    path = RunPaths.of(results_dir, resolved.config.suite, cell.defense, cell.seed).record
+    path = RunPaths.for_run(results_dir, resolved, cell.seed).record
     if not path.is_file():
         return False
     try:
@@ -152,7 +152,7 @@ def run_cell(cell: Cell, results_dir: str, wandb: str = "offline", threads: int 
     if record is None:
         return None
     return {"wall_time_s": record.wall_time_s, "wandb_run_id": record.wandb_run_id,
-            "record": str(RunPaths.of(Path(results_dir), record.suite, record.defense, record.seed).record)}
+            "record": str(RunPaths.for_run(Path(results_dir), resolved, record.seed).record)}
 
 
 def make_executor(options: GridOptions, folder: Path) -> Any:

@@ -15,6 +15,7 @@ from rich.table import Table
 from mia_bench import grid as g
 from mia_bench import leaderboard as lb
 from mia_bench.results import RunPaths, RunRecord
+from mia_bench.tables import entries_table
 
 POLL_S = 0.5
 
@@ -121,7 +122,7 @@ def _read_stage(path: Path) -> str:
 def grid_records(cells: list[g.Cell], results_dir: Path) -> list[RunRecord]:
     out = []
     for c in cells:
-        path = RunPaths.of(results_dir, c.resolve().config.suite, c.defense, c.seed).record
+        path = RunPaths.for_run(results_dir, c.resolve(), c.seed).record
         if path.is_file():
             out.append(RunRecord.read(path))
     return out
@@ -137,23 +138,10 @@ def update_leaderboard(records: list[RunRecord], leaderboard_dir: Path) -> list[
 def grid_table(records: list[RunRecord], title: str) -> Table:
     """The grid's cells folded like the leaderboard (mean ± 95% t-interval over seeds), ranked; one line
     per defense with its strongest attack (the per-attack columns are in LEADERBOARD.md)."""
-    by_defense: dict[str, list[RunRecord]] = {}
+    by_config: dict[tuple[str, int, str], list[RunRecord]] = {}
     for r in records:
-        by_defense.setdefault(r.defense, []).append(r)
-    entries = [lb.build_entry(rs) for rs in by_defense.values()]
-    main = lb.main_utility(entries)
-    t = Table(title=title)
-    for col in ("rank", "defense", "labels", "seeds", f"worst {lb.RANK_KEY} ↓", "worst AUC ↓", "strongest attack",
-                "ε (δ)", *([main] if main else [])):
-        t.add_column(col, justify="left" if col in ("defense", "labels", "strongest attack") else "right")
-    ranked = lb.rank([e for e in entries if "control" not in e.get("labels", [])])
-    controls = lb.rank([e for e in entries if "control" in e.get("labels", [])])
-    for i, e in enumerate(ranked + controls, start=1):
-        strongest = max(sorted(e["attacks"]), key=lambda a: lb.per_attack(e, a, lb.RANK_KEY).mean, default="–")
-        t.add_row(str(i) if e in ranked else "–", e["defense"], ", ".join(e.get("labels", [])), str(len(e["seeds"])),
-                  lb.worst_case(e, lb.RANK_KEY).fmt(), lb.worst_case(e, "auc").fmt(), strongest, lb.epsilon_cell(e),
-                  *([lb.utility_stat(e, main).fmt(2)] if main else []))
-    return t
+        by_config.setdefault((r.defense, r.suite_version, r.config_digest), []).append(r)
+    return entries_table([lb.build_entry(rs) for rs in by_config.values()], title)
 
 
 def failure_summary(outcomes: list[g.Outcome]) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import pickle
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp creates 0600: give the file the mode open() would
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -30,6 +32,12 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
@@ -63,7 +71,9 @@ def safe_torch_load(path: Path) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint {path} does not exist") from None
-    except Exception as e:  # UnpicklingError, RuntimeError from the restricted unpickler, corrupt zip
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"refusing to load {path}: not a plain-tensor mia_bench checkpoint ({first}). "
-                              "Checkpoints may only hold tensors and plain values; retrain or re-export it.") from None
+    except pickle.UnpicklingError:  # the restricted unpickler met code or a foreign object: it never ran
+        raise CheckpointError(f"refusing to load {path}: it holds objects other than tensors and plain values "
+                              "(pickled code is never run)") from None
+    except Exception as e:  # RuntimeError of a truncated or corrupt zip, EOFError, ...
+        kind = "truncated or corrupt" if "zip" in str(e) or isinstance(e, EOFError) else type(e).__name__
+        raise CheckpointError(f"refusing to load {path}: it is not a readable mia_bench file ({kind})") from None

@@ -1,10 +1,14 @@
 """RunRecord: the versioned JSON result of one run (suite x defense x seed), and where runs live on disk.
 
-results/<suite>/<defense>/seed<k>/
+results/<suite>/<defense>/seed<k>/            an official run (the suite's own settings)
+results/<suite>/<defense>/<variant>/seed<k>/  a run with overrides (variant `ovr-<config digest[:12]>`)
+                                              or one named with --name
     record.json     this record (written last: its presence means the run is complete)
     scores.npz      raw per-record attack scores, record ids and membership (new metrics need no retraining)
     samples.npz     the released samples
     checkpoint.pt   the trained defense (weights_only-loadable)
+    checkpoint-<training digest[:12]>.pt   the checkpoint of another training config, kept (never overwritten)
+    superseded/<config digest[:12]>/       an earlier run of another config in this folder, kept
 """
 
 from __future__ import annotations
@@ -32,8 +36,20 @@ class RunPaths:
     root: Path
 
     @classmethod
-    def of(cls, results_dir: Path, suite: str, defense: str, seed: int) -> RunPaths:
-        return cls(Path(results_dir) / suite / defense / f"seed{seed}")
+    def of(cls, results_dir: Path, suite: str, defense: str, seed: int, variant: str = "") -> RunPaths:
+        folder = Path(results_dir) / suite / defense
+        return cls((folder / variant if variant else folder) / f"seed{seed}")
+
+    @classmethod
+    def for_run(cls, results_dir: Path, resolved: Any, seed: int) -> RunPaths:
+        """Where the run of `resolved` (a config.ResolvedRun) at `seed` lives."""
+        return cls.of(results_dir, resolved.config.suite, resolved.defense_name, seed, resolved.variant)
+
+    def archived_checkpoint(self, training_digest: str) -> Path:
+        return self.root / f"checkpoint-{training_digest[:12]}.pt"
+
+    def superseded(self, config_digest: str) -> Path:
+        return self.root / "superseded" / config_digest[:12]
 
     @property
     def record(self) -> Path:
@@ -74,6 +90,7 @@ class RunRecord:
     wall_time_s: float = 0.0
     wandb_run_id: str | None = None
     created_at: str = ""
+    variant: str = ""  # "" for an official run; the folder of a run with overrides or a --name
     schema: str = RECORD_SCHEMA
 
     @property
@@ -142,4 +159,7 @@ def _installed(pkg: str) -> bool:
 
 
 def find_records(results_dir: Path) -> list[Path]:
-    return sorted(Path(results_dir).glob("*/*/seed*/record.json"))
+    """Every run's record.json: official runs and variants (folders starting with `_` are caches)."""
+    root = Path(results_dir)
+    found = list(root.glob("*/*/seed*/record.json")) + list(root.glob("*/*/*/seed*/record.json"))
+    return sorted(p for p in found if not any(part.startswith("_") for part in p.relative_to(root).parts))

@@ -7,6 +7,8 @@ can be rerun or replaced without touching the others.
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -27,6 +29,16 @@ from mia_bench.data.datamodule import MembershipDataModule
 from mia_bench.defenses import DEFENSES, Defense, Released
 from mia_bench.distributed import RankSetup, defense_strategy, is_global_zero
 from mia_bench.errors import CheckpointError, MiaBenchError
+from mia_bench.guards import (
+    TrainingDiverged,
+    TrainingGuard,
+    check_writable,
+    interruptible,
+    move_aside,
+    nonfinite_players,
+    notice,
+    run_lock,
+)
 from mia_bench.io import atomic_save_npz
 from mia_bench.metrics.overfitting import discriminator_diagnostics
 from mia_bench.metrics.privacy import privacy_report
@@ -78,13 +90,19 @@ def fit_defense(*, defense: str, params: Any, trainer: TrainerConfig, data: Arra
     model.prepare(*dm.train_tensors())
     if cls.trainable:
         ranks = RankSetup(seed)
+        guard = TrainingGuard(batches_per_step=per_step, warmup_batches=model.warmup_batches)
         trainer = replace(trainer, strategy=defense_strategy(trainer.strategy, len(cls.player_order)))
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), interruptible(guard):
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
             warnings.filterwarnings("ignore", message=".*You called `self.log.*no logger.*")
             warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated.*")
-            build_trainer(trainer, logger=logger, callbacks=[ranks, *(callbacks or [])]).fit(model, datamodule=dm)
+            build_trainer(trainer, logger=logger, callbacks=[ranks, guard, *(callbacks or [])]).fit(model, datamodule=dm)
         ranks.restore(model)
+    bad = nonfinite_players(model)
+    if bad:
+        raise TrainingDiverged(f"defense '{defense}' finished training with non-finite weights ("
+                               + "; ".join(f"player '{p}': {n:,} of {m:,}" for p, (n, m) in bad.items())
+                               + "). Fix: lower the learning rates or shorten trainer.max_steps; nothing was saved")
     return model.cpu().eval()
 
 
@@ -101,25 +119,81 @@ def train_defense(resolved: ResolvedRun, data: ArrayDataset, split: MembershipSp
 
 def obtain_defense(resolved: ResolvedRun, data: ArrayDataset, split: MembershipSplit, seed: int,
                    paths: RunPaths, *, logger: object = False, callbacks: list | None = None) -> tuple[Defense, bool]:
-    """Reuse the run's checkpoint when its training config and split digests match; otherwise train and save."""
-    digest = resolved.training_digest()
-    if paths.checkpoint.is_file():
-        try:
-            meta = read_checkpoint(paths.checkpoint)
-            if meta["config_digest"] == digest and meta["split_digest"] == split.digest():
-                return load_checkpoint(paths.checkpoint)[0], True
-        except CheckpointError:
-            pass  # unreadable or foreign: retrain and overwrite atomically
+    """Reuse the run's checkpoint (or this config's archived one) when its training config and split digests
+    match and its weights are finite; otherwise train and save. A checkpoint of another training config is
+    kept under its own name, an unreadable or non-finite one is moved aside to `.rejected`: none is lost."""
+    digest, split_digest = resolved.training_digest(), split.digest()
+    for path in (paths.checkpoint, paths.archived_checkpoint(digest)):
+        model = _reusable(path, digest, split_digest)
+        if model is not None:
+            return model, True
     model = train_defense(resolved, data, split, seed, logger=logger, callbacks=callbacks)
     if is_global_zero():  # DDP ranks other than 0 (ddp subprocess launcher, srun tasks) stop after training
-        save_checkpoint(paths.checkpoint, model, split_digest=split.digest(), config_digest=digest)
+        _make_room(paths)
+        write_or_rescue(paths.checkpoint, lambda p: save_checkpoint(p, model, split_digest=split_digest,
+                                                                   config_digest=digest), what="the trained model")
     return model, False
+
+
+def _reusable(path: Path, digest: str, split_digest: str) -> Defense | None:
+    """The model in `path` when it is this config's, readable and finite; a bad file is moved aside."""
+    if not path.is_file():
+        return None
+    try:
+        meta = read_checkpoint(path)
+        if meta.get("config_digest") != digest or meta.get("split_digest") != split_digest:
+            return None  # another training config's: kept, see _make_room
+        model = load_checkpoint(path)[0]
+    except CheckpointError as e:
+        notice(f"{e}; moved it to {move_aside(path)} and training afresh")
+        return None
+    bad = nonfinite_players(model)
+    if bad:
+        notice(f"{path} holds non-finite weights (players {', '.join(bad)}): moved it to {move_aside(path)} "
+               "and training afresh")
+        return None
+    return model
+
+
+def _make_room(paths: RunPaths) -> None:
+    """Before a new checkpoint is written: keep the one already there under its own config's name."""
+    path = paths.checkpoint
+    if not path.is_file():
+        return
+    try:
+        other = read_checkpoint(path)["config_digest"]
+    except (CheckpointError, KeyError):
+        notice(f"{path} is not a readable mia_bench checkpoint: moved it to {move_aside(path)}")
+        return
+    keep = paths.archived_checkpoint(str(other))
+    if keep.exists():
+        move_aside(keep, ".previous")  # never overwrite: an even older copy of that config's model
+    os.replace(path, keep)
+    notice(f"kept the checkpoint of another training config as {keep}")
+
+
+def write_or_rescue(path: Path, write: Callable[[Path], None], *, what: str) -> None:
+    """write(path); when that fails (disk full, folder gone read-only) write to a rescue folder under the
+    system's temporary directory instead and stop, saying where the computed result is kept."""
+    try:
+        write(path)
+        return
+    except OSError as e:
+        error = e
+    rescue = Path(tempfile.mkdtemp(prefix="mia_bench-rescue-")) / path.name
+    try:
+        write(rescue)
+    except OSError as e2:
+        raise MiaBenchError(f"could not write {what} to {path} ({error.strerror or error}) nor to {rescue} "
+                            f"({e2.strerror or e2}); free some space and rerun") from None
+    raise MiaBenchError(f"could not write {what} to {path} ({error.strerror or error}); it is kept in {rescue}: "
+                        f"copy it to {path} once the folder is writable again") from None
 
 
 def release(defense: Defense, n: int, seed: int, paths: RunPaths) -> Released:
     released = defense.sample(n, generator=torch.Generator().manual_seed(seed))
-    atomic_save_npz(paths.samples, x=released.x.numpy(),
-                    y=released.y.numpy() if released.y is not None else np.zeros(0, np.int64))
+    y = released.y.numpy() if released.y is not None else np.zeros(0, np.int64)
+    write_or_rescue(paths.samples, lambda p: atomic_save_npz(p, x=released.x.numpy(), y=y), what="the released samples")
     return released
 
 
@@ -174,15 +248,71 @@ def run(resolved: ResolvedRun, seed: int, *, results_dir: Path, logger: object =
         callbacks: list | None = None, on_stage: Callable[[str], None] | None = None) -> RunRecord | None:
     """One run; returns its record, or None in DDP ranks other than global rank zero (which only train).
 
+    The run's folder (RunPaths.for_run: official runs and runs with overrides apart) is checked writable
+    before any work and locked for the run: a second identical run waits, then reuses the record the first
+    wrote. An earlier run of another config in the same folder is kept under `superseded/`.
     tracker: a W&B run (mia_bench.tracking) that receives the training curves and, once the record is
     written, the results; on_stage(name) is called as each stage starts (the grid's progress display).
     """
+    paths = RunPaths.for_run(results_dir, resolved, seed)
+    kwargs = dict(results_dir=Path(results_dir), logger=logger, tracker=tracker, callbacks=callbacks, on_stage=on_stage)
+    if not is_global_zero():  # DDP ranks other than 0 only train: no lock, nothing written
+        return _run(resolved, seed, paths, **kwargs)  # type: ignore[arg-type]
+    check_writable(paths.root, Path(results_dir) / resolved.config.suite / "_cache")
+    with run_lock(paths.root, on_wait=lambda: notice(f"another run is writing {paths.root}; waiting for it")) as waited:
+        if waited:
+            done = finished_record(paths, resolved)
+            if done is not None:
+                notice(f"the run that held {paths.root} finished the same config: reusing its record")
+                return done
+        keep_other_config(paths, resolved.digest())
+        return _run(resolved, seed, paths, **kwargs)  # type: ignore[arg-type]
+
+
+def finished_record(paths: RunPaths, resolved: ResolvedRun) -> RunRecord | None:
+    """The folder's record when it is complete and of exactly this config (digest and overrides)."""
+    if not paths.record.is_file():
+        return None
+    try:
+        record = RunRecord.read(paths.record)
+    except MiaBenchError:
+        return None
+    same = record.config_digest == resolved.digest() and record.overrides == resolved.overrides
+    return record if same else None
+
+
+RUN_FILES = ("record.json", "scores.npz", "samples.npz", "dwp.png", "dwpre.png")
+
+
+def keep_other_config(paths: RunPaths, digest: str) -> None:
+    """Move an earlier run of another config out of the way (to superseded/<its digest>/) before this one
+    writes: a locally edited suite YAML never overwrites the official run it changes."""
+    if not paths.record.is_file():
+        return
+    try:
+        other = RunRecord.read(paths.record).config_digest
+    except MiaBenchError:
+        other = "unreadable"
+    if other == digest:
+        return  # a rerun of the same config replaces its own files
+    keep = paths.superseded(other)
+    if keep.exists():
+        move_aside(keep, ".previous")
+    keep.mkdir(parents=True)
+    for name in RUN_FILES:
+        if (paths.root / name).is_file():
+            os.replace(paths.root / name, keep / name)
+    notice(f"kept the earlier run of config {other[:12]} in {paths.root} under {keep}")
+
+
+def _run(resolved: ResolvedRun, seed: int, paths: RunPaths, *, results_dir: Path, logger: object,
+         tracker: Tracker | None, callbacks: list | None, on_stage: Callable[[str], None] | None) -> RunRecord | None:
     t_start = time.perf_counter()
     if tracker is not None and tracker.active:
         logger = tracker.logger
     timings: dict[str, float] = {}
     cfg = resolved.config
-    paths = RunPaths.of(results_dir, cfg.suite, resolved.defense_name, seed)
+    cache_dir = results_dir / cfg.suite / "_cache"
     with _stage(timings, "data", on_stage):
         data = load_dataset(cfg.dataset)
         split = MembershipSplit.make(n_records=len(data), sizes=cfg.split, seed=seed, dataset=cfg.dataset.name,
@@ -194,15 +324,15 @@ def run(resolved: ResolvedRun, seed: int, *, results_dir: Path, logger: object =
     with _stage(timings, "release", on_stage):
         released = release(defense, cfg.release.n_samples, seed, paths)
     with _stage(timings, "attacks", on_stage):
-        attacks, raw = attack_all(resolved, seed, defense, released, data, split,
-                                  cache_dir=Path(results_dir) / cfg.suite / "_cache")
+        attacks, raw = attack_all(resolved, seed, defense, released, data, split, cache_dir=cache_dir)
     with _stage(timings, "utility", on_stage):
         utility = evaluate_utility(cfg.utility, released, data, split, seed=seed, out_dir=paths.root,
-                                   cache_dir=Path(results_dir) / cfg.suite / "_cache")
+                                   cache_dir=cache_dir)
     with _stage(timings, "diagnostics", on_stage):
         diagnostics = diagnose(defense, data, split)
     query_ids, is_member = queries(split)
-    atomic_save_npz(paths.scores, record_id=query_ids, is_member=is_member, **raw)
+    write_or_rescue(paths.scores, lambda p: atomic_save_npz(p, record_id=query_ids, is_member=is_member, **raw),
+                    what="the attack scores")
     cls = type(defense)
     labels = [lab for lab, on in (("control", cls.is_control), ("reconstructed", cls.reconstructed)) if on]
     record = RunRecord(
@@ -212,9 +342,9 @@ def run(resolved: ResolvedRun, seed: int, *, results_dir: Path, logger: object =
         attacks=attacks, labels=labels, utility=utility, diagnostics=diagnostics, privacy_guarantee=defense.privacy_report(),
         environment=environment(), timings={**timings, "checkpoint_reused": float(reused)},
         wall_time_s=round(time.perf_counter() - t_start, 3), created_at=now_iso(),
-        wandb_run_id=tracker.run_id if tracker is not None else None,
+        wandb_run_id=tracker.run_id if tracker is not None else None, variant=resolved.variant,
     )
-    record.write(paths.record)
+    write_or_rescue(paths.record, record.write, what="the run's record")
     if tracker is not None:
         tracker.log_run(record, paths, data.info)
     return record

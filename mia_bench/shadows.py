@@ -31,7 +31,8 @@ from mia_bench.data.datasets import ArrayDataset
 from mia_bench.defenses import DEFENSES, Defense, Released
 from mia_bench.defenses.none import GANConfig, UnprotectedGAN
 from mia_bench.errors import MiaBenchError
-from mia_bench.io import atomic_torch_save, safe_torch_load
+from mia_bench.guards import load_cache
+from mia_bench.io import atomic_torch_save
 
 log = logging.getLogger("mia_bench.shadows")
 FORMAT = "mia_bench.shadows/1"
@@ -241,7 +242,7 @@ def _save(path: Path, bank: ShadowBank) -> None:
 
 
 def _load(path: Path, recipe: Recipe, digest: str) -> ShadowBank | None:
-    blob = safe_torch_load(path)
+    blob = load_cache(path)
     if not isinstance(blob, dict) or blob.get("format") != FORMAT or blob.get("digest") != digest:
         return None  # foreign or stale: retrain and overwrite
     cls = DEFENSES.get(recipe.defense)
@@ -263,7 +264,7 @@ class RecordTable:
     def __init__(self, path: Path | None) -> None:
         self.path, self.values = path, {}
         if path is not None and path.is_file():
-            blob = safe_torch_load(path)
+            blob = load_cache(path)
             if isinstance(blob, dict) and blob.get("format") == FORMAT + "/table":
                 self.values = {int(i): v for i, v in zip(blob["ids"].tolist(), blob["values"].numpy(), strict=True)}
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from mia_bench.data import ArrayDataset, MembershipSplit
+from mia_bench.guards import load_cache
 from mia_bench.io import atomic_torch_save, safe_torch_load
 from mia_bench.nets.classifier import (
     FeatureClassifier,
@@ -65,9 +66,7 @@ def _key(data: ArrayDataset, ids: np.ndarray, recipe: TrainRecipe, seed: int) ->
 
 
 def _load(path: Path, key: str) -> Evaluator | None:
-    if not path.is_file():
-        return None
-    blob = safe_torch_load(path)
+    blob = load_cache(path)
     if not isinstance(blob, dict) or blob.get("format") != FORMAT or blob.get("key") != key:
         return None
     net = FeatureClassifier(shape=blob["shape"], n_classes=blob["n_classes"], num_features=blob["num_features"])

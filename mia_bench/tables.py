@@ -1,0 +1,83 @@
+"""Terminal tables designed for 80 columns: a run's attacks (one table per access level) and the
+leaderboard's compact ranking. Long names never get truncated: rows wrap nothing, legends explain marks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich import box
+from rich.table import Table
+
+from mia_bench import leaderboard as lb
+
+ACCESS_ORDER = ("samples", "generator", "white_box")
+SHORT_UTILITY = {"fid_classifier": "FID(clf)", "fid_inception": "FID", "downstream_accuracy": "acc",
+                 "dwp_mae": "DWP", "dwpre_mae": "DWpre"}
+WIDTH = 80
+
+
+def _table(title: str, caption: str = "") -> Table:
+    return Table(title=title, caption=caption or None, box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False,
+                 title_justify="left", caption_justify="left")
+
+
+def _value(metric: dict[str, Any]) -> str:
+    flag = "†" if metric.get("detail", {}).get("underpowered") else ""
+    return f"{metric['value']:.3f}{flag}"
+
+
+def run_tables(record: Any) -> list[Table]:
+    """One table per access level of a RunRecord: AUC with its interval, TPR at 1% and 0.1% FPR, precision
+    at the top n (with chance) and seconds per attack."""
+    labels = f" [{', '.join(record.labels)}]" if record.labels else ""
+    head = (f"{record.suite} · {record.defense}{labels} · seed {record.seed} · "
+            f"{record.split_sizes['members']} members vs {record.split_sizes['non_members']} non-members")
+    by_access: dict[str, list[tuple[str, dict]]] = {}
+    for name, res in record.attacks.items():
+        by_access.setdefault(res["access"], []).append((name, res))
+    tables = []
+    for access in sorted(by_access, key=lambda a: ACCESS_ORDER.index(a) if a in ACCESS_ORDER else 99):
+        t = _table(f"{head}\naccess: {access}" if not tables else f"access: {access}")
+        for col in ("attack", "AUC [95% CI]", "TPR@1%", "TPR@0.1%", "prec@n (chance)", "s"):
+            t.add_column(col, justify="left" if col == "attack" else "right", no_wrap=True)
+        for name, res in by_access[access]:
+            m = res["metrics"]
+            auc = m["auc"]
+            ci = f" [{auc['ci'][0]:.2f}, {auc['ci'][1]:.2f}]" if auc.get("ci") else ""
+            prec = m.get("precision@n")
+            t.add_row(name, f"{auc['value']:.3f}{ci}", _value(m["tpr@1%fpr"]), _value(m["tpr@0.1%fpr"]),
+                      f"{prec['value']:.3f} ({prec['chance']:.2f})" if prec else "–", f"{res['seconds']:.0f}")
+        tables.append(t)
+    if tables:
+        tables[-1].caption = "TPR@x%: TPR at x% FPR; † underpowered: fewer than 10/x non-members"
+    return tables
+
+
+def _stat(s: lb.Stat, digits: int = 3) -> str:
+    return s.fmt(digits).replace(" ± ", "±")
+
+
+def entries_table(entries: list[dict[str, Any]], title: str) -> Table:
+    """Leaderboard entries of one suite version, ranked by worst-case TPR@1%FPR then AUC (mean±95% half-width
+    over seeds); controls last, marked c. A * marks a reconstructed method."""
+    entries = lb.select_ranked(entries)[0]
+    main = lb.main_utility(entries)
+    seeds = sorted({len(e["seeds"]) for e in entries})
+    util = SHORT_UTILITY.get(main, main) if main else None
+    t = _table(f"{title} ({'/'.join(map(str, seeds))} seeds)",
+               "* reconstructed method; c: control (not ranked); mean±95% interval over seeds; lower TPR/AUC is more private"
+               + (f"; {util}: {main}" if util and util != main else ""))
+    for col in ("#", "defense", "TPR@1%↓", "AUC↓", "ε", *([util] if util else []), "strongest"):
+        t.add_column(col, justify="left" if col in ("defense", "strongest") else "right", no_wrap=True,
+                     min_width=16 if col == "strongest" else None)
+    ranked = lb.rank([e for e in entries if "control" not in e.get("labels", [])])
+    controls = lb.rank([e for e in entries if "control" in e.get("labels", [])])
+    for i, e in enumerate(ranked + controls, start=1):
+        labels = e.get("labels", [])
+        name = e["defense"] + ("*" if "reconstructed" in labels else "")
+        strongest = max(sorted(e["attacks"]), key=lambda a: lb.per_attack(e, a, lb.RANK_KEY).mean, default="–")
+        eps = lb.epsilon_cell(e).split(" ")[0] if lb.epsilon_cell(e) != "–" else "–"
+        t.add_row(str(i) if e in ranked else "c", name, _stat(lb.worst_case(e, lb.RANK_KEY)),
+                  _stat(lb.worst_case(e, "auc")), eps,
+                  *([_stat(lb.utility_stat(e, main), 1)] if main else []), strongest)
+    return t

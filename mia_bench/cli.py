@@ -28,7 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--defense", required=True, help="registered defense name (see `mia-bench list`)")
     run.add_argument("--seed", type=seed_value, nargs="+", default=[0], help="one or more seeds (integers >= 0)")
     run.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS)
-    run.add_argument("--name", type=run_name, default="",
+    run.add_argument("--name", type=run_name, default=None,
                      help="folder for this run under results/<suite>/<defense>/ (default: official runs in place, "
                           "runs with overrides under ovr-<config digest>)")
     run.add_argument("--config-dir", type=Path, default=None, help="folder holding suite YAMLs (default: benchmarks/)")
@@ -66,7 +66,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> None:
     from mia_bench.tables import run_tables
 
     resolved = load_run(suite=args.suite, defense=args.defense, overrides=_overrides(args), config_dir=args.config_dir)
-    resolved.name = args.name
+    resolved.name = args.name or ""
     for seed in args.seed:
         record = _run_one(args, console, resolved, seed)
         if record is None:  # a DDP rank other than 0: it only trained
@@ -200,6 +200,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in OVERRIDABLE:
         args.overrides = [*args.overrides, *extra]
     console = Console()
+    try:
+        precheck(args)
+    except MiaBenchError as e:
+        Console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False)
+        return 2
     commands = {"run": cmd_run, "audit": cmd_audit, "grid": cmd_grid, "leaderboard": cmd_leaderboard,
                 "list": cmd_list}
     try:
@@ -211,6 +216,29 @@ def main(argv: list[str] | None = None) -> int:
         Console(stderr=True).print("interrupted: finished files are kept, nothing half-written is; rerun the same "
                                    "command to go on (a finished training is reused)", highlight=False)
         return 130
+
+
+def precheck(args: argparse.Namespace) -> None:
+    """Check the command's names, config keys, types and ranges against the components' manifest before
+    torch or Lightning is imported: a typo stops within a second, before anything is written."""
+    if args.command not in OVERRIDABLE:
+        return
+    from mia_bench.config import load_run, merge_run_config
+    from mia_bench.manifest import ManifestSchemas
+    from mia_bench.schema import CONTROLS
+
+    if args.command == "run":
+        defenses = [args.defense]
+    elif args.command == "audit":
+        defenses = list(CONTROLS)
+    elif args.defenses == ["all"]:
+        defenses = [str(d) for d in merge_run_config(suite=args.suite, defense="none", overrides=[],
+                                                     config_dir=args.config_dir).defenses] or ["none"]
+    else:
+        defenses = list(args.defenses)
+    for defense in defenses:
+        load_run(suite=args.suite, defense=defense, overrides=_overrides(args), config_dir=args.config_dir,
+                 schemas=ManifestSchemas())
 
 
 def seed_value(text: str) -> int:

@@ -14,87 +14,27 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
-from mia_bench.data.datasets import DatasetConfig
-from mia_bench.data.splits import SplitConfig
 from mia_bench.errors import ConfigError
+from mia_bench.schema import (  # noqa: F401 - re-exported: the schema's home is torch-free
+    DatasetConfig,
+    MetricsConfig,
+    ReleaseConfig,
+    RunConfig,
+    SplitConfig,
+    TrackingConfig,
+    TrainerConfig,
+    UtilityConfig,
+    check_ranges,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-@dataclass
-class TrainerConfig:
-    max_steps: int = 8000  # generator updates; converted to loader batches (x n_critic etc.)
-    batch_size: int = 64  # records per discriminator batch (per shard for sharded defenses)
-    accelerator: str = "cpu"
-    devices: int = 1
-    strategy: str = "auto"
-    num_nodes: int = 1
-    precision: str = "32-true"
-    log_every_n_steps: int = 50
-    progress_bar: bool = True
-
-
-@dataclass
-class ReleaseConfig:
-    n_samples: int = 2000  # records the defense releases (what samples-level attacks see)
-
-
-@dataclass
-class MetricsConfig:
-    fprs: list[float] = field(default_factory=lambda: [0.001, 0.01, 0.1])
-    bootstrap: int = 200  # stratified bootstrap replicates for the intervals (0 = none)
-    ci_level: float = 0.95
-
-
-@dataclass
-class UtilityConfig:
-    """What a defense costs (metrics/utility.py). Real data for utility is the scored non-members (held out
-    from every model); the evaluator classifier trains on records outside members and non-members."""
-
-    enabled: bool = True
-    n_samples: int = 0  # real (non-member) and released records compared by FID/DWP; 0 = min of both counts
-    fid_inception: str = "auto"  # "auto" (when torch-fidelity, CUDA and weights are there) | "on" | "off"
-    inception_weights: str = ""  # torch-fidelity Inception-v3 weights file; "" = torch-fidelity's cache
-    main: str = "auto"  # metric on the privacy-utility plot; auto: fid_classifier / dwpre_mae / downstream_accuracy
-    classifier_epochs: int = 30  # evaluator (feature / labelling) classifier
-    classifier_max_train: int = 20000  # cap on its training records
-    downstream_epochs: int = 30  # the fixed downstream recipe, trained on the released samples
-    device: str = "auto"  # "auto" (cuda when available) | "cpu" | "cuda"
-    n_jobs: int = 1  # parallel DWpre regressions (binary tables; -1 = every core)
-
-
-@dataclass
-class TrackingConfig:
-    """Weights & Biases (cosmetic: left out of the config digest). The CLI's --wandb overrides `wandb`."""
-
-    wandb: str = "offline"  # online | offline (sync later with `wandb sync`) | off
-    project: str = "mia_bench"
-    entity: str | None = None
-
-
-@dataclass
-class RunConfig:
-    suite: str = "digits"
-    version: int = 1  # protocol version: entries of different versions are never ranked together
-    description: str = ""
-    dataset: DatasetConfig = field(default_factory=DatasetConfig)
-    split: SplitConfig = field(default_factory=SplitConfig)
-    trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    release: ReleaseConfig = field(default_factory=ReleaseConfig)
-    metrics: MetricsConfig = field(default_factory=MetricsConfig)
-    utility: UtilityConfig = field(default_factory=UtilityConfig)
-    tracking: TrackingConfig = field(default_factory=TrackingConfig)
-    attacks: dict[str, Any] = field(default_factory=dict)  # attack name -> its options (null: defaults; false: off)
-    defenses: list[str] = field(default_factory=list)  # what `grid --defenses all` runs
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    defense: dict[str, Any] = field(default_factory=dict)  # {"name": ..., <defense Config fields>}
 
 
 @dataclass
@@ -210,14 +150,24 @@ def parse_overrides(overrides: list[str]) -> DictConfig:
         raise ConfigError(f"cannot parse overrides {overrides}: {e}") from None
 
 
-def load_run(*, suite: str, defense: str, overrides: list[str] | None = None,
-             config_dir: Path | None = None) -> ResolvedRun:
-    from mia_bench.attacks import ATTACKS
-    from mia_bench.defenses import DEFENSES
+class Schemas:
+    """Where component Config dataclasses come from: the registries (imports torch), or the manifest
+    (mia_bench/manifest.py, torch-free) when the CLI checks a command before any heavy import."""
 
-    overrides = list(overrides or [])
+    def defense(self, name: str) -> type:
+        from mia_bench.defenses import DEFENSES
+
+        return DEFENSES.get(name).Config
+
+    def attack(self, name: str) -> type:
+        from mia_bench.attacks import ATTACKS
+
+        return ATTACKS.get(name).Config
+
+
+def merge_run_config(*, suite: str, defense: str, overrides: list[str], config_dir: Path | None) -> RunConfig:
+    """The suite YAML, the defense's YAML and the overrides, merged and checked against RunConfig (torch-free)."""
     config_dir = Path(config_dir) if config_dir else REPO_ROOT / "benchmarks"
-    defense_cls = DEFENSES.get(defense)
     layers = [_load_yaml(suite_path(suite, config_dir))]
     defense_file = config_dir / "defenses" / f"{defense}.yaml"
     layers.append(OmegaConf.create({"defense": _load_yaml(defense_file) if defense_file.is_file() else {}}))
@@ -229,10 +179,42 @@ def load_run(*, suite: str, defense: str, overrides: list[str] | None = None,
         cfg: RunConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
     except OmegaConfBaseException as e:
         raise _explain(e, known) from None
+    check_ranges(cfg)
+    bad = [f for f in cfg.metrics.fprs if not 0 < f < 1]
+    if bad:
+        raise ConfigError(f"config key 'metrics.fprs' holds {bad[0]!r}; every FPR must be between 0 and 1 "
+                          "(exclusive), e.g. metrics.fprs=[0.001,0.01,0.1]")
+    return cfg
+
+
+def attack_options(name: str, opts: Any) -> Any:
+    """An attack's entry in `attacks:`: null or true (its defaults), false (left out), or a mapping."""
+    if opts is None or opts is True:
+        return {}
+    if opts is False or isinstance(opts, dict):
+        return opts
+    raise ConfigError(f"config key 'attacks.{name}' is {opts!r}: use true or null (the attack's defaults), false "
+                      f"(leave it out) or its options, e.g. attacks.{name}.<option>=<value>")
+
+
+def load_run(*, suite: str, defense: str, overrides: list[str] | None = None,
+             config_dir: Path | None = None, schemas: Schemas | None = None) -> ResolvedRun:
+    """The fully checked configuration of one run: names (with "did you mean"), keys, types and ranges."""
+    schemas = schemas or Schemas()
+    overrides = list(overrides or [])
+    defense_schema = schemas.defense(defense)
+    cfg = merge_run_config(suite=suite, defense=defense, overrides=overrides, config_dir=config_dir)
     params = dict(cfg.defense)
     params.pop("name", None)
-    defense_params = component_config(defense_cls.Config, params, "defense")
-    attack_params = {name: component_config(ATTACKS.get(name).Config, opts, f"attacks.{name}")
-                     for name, opts in cfg.attacks.items() if opts is not False}  # attacks.NAME=false: skip
+    defense_params = component_config(defense_schema, params, "defense")
+    check_ranges(defense_params, "defense")
+    attack_params = {}
+    for name, raw in cfg.attacks.items():
+        schema = schemas.attack(name)  # unknown names stop here, even when switched off
+        opts = attack_options(name, raw)
+        if opts is False:  # attacks.NAME=false: left out
+            continue
+        attack_params[name] = component_config(schema, opts, f"attacks.{name}")
+        check_ranges(attack_params[name], f"attacks.{name}")
     return ResolvedRun(config=cfg, defense_name=defense, defense_params=defense_params,
                        attack_params=attack_params, overrides=overrides)

@@ -35,7 +35,7 @@ def run_tables(record: Any) -> list[Table]:
     by_access: dict[str, list[tuple[str, dict]]] = {}
     for name, res in record.attacks.items():
         by_access.setdefault(res["access"], []).append((name, res))
-    tables = []
+    tables: list[Table] = []
     for access in sorted(by_access, key=lambda a: ACCESS_ORDER.index(a) if a in ACCESS_ORDER else 99):
         t = _table(f"{head}\naccess: {access}" if not tables else f"access: {access}")
         for col in ("attack", "AUC [95% CI]", "TPR@1%", "TPR@0.1%", "prec@n (chance)", "s"):

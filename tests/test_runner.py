@@ -20,7 +20,7 @@ def none_run(tmp_path_factory):
 
 def test_record_holds_what_a_reader_needs(none_run):
     out, rec = none_run
-    paths = RunPaths.of(out, "digits", "none", 0)
+    paths = RunPaths.of(out, "digits", "none", 0, rec.variant)
     again = RunRecord.read(paths.record)
     assert again == rec
     assert rec.schema == "mia_bench.record/1" and rec.suite_version == 1

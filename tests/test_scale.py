@@ -75,7 +75,7 @@ def _ddp_run(strategy: str, tmp_path: Path, monkeypatch) -> dict:
     probe_dir.mkdir()
     resolved = quick("none", "trainer.max_steps=20", f"trainer.strategy={strategy}", "trainer.devices=2")
     record = run(resolved, 0, results_dir=tmp_path, callbacks=[RankProbe(probe_dir)])
-    paths = RunPaths.of(tmp_path, "digits", "none", 0)
+    paths = RunPaths.of(tmp_path, "digits", "none", 0, record.variant)
     assert RunRecord.read(paths.record) == record
     for res in record.attacks.values():
         assert 0 <= res["metrics"]["auc"]["value"] <= 1
@@ -124,7 +124,12 @@ def test_multi_player_defenses_get_a_strategy_that_tolerates_frozen_players():
 
 
 def _records(results: Path) -> dict[str, RunRecord]:
-    return {str(p.relative_to(results)): RunRecord.read(p) for p in find_records(results)}
+    """{suite/defense/seed<k>/record.json: record}, whatever variant folder (ovr-<digest>) a run lives in."""
+    out = {}
+    for p in find_records(results):
+        parts = p.relative_to(results).parts
+        out["/".join(parts[:2] + parts[-2:])] = RunRecord.read(p)
+    return out
 
 
 def test_submitit_local_executor_runs_a_two_cell_grid(tmp_path):

@@ -2,13 +2,13 @@
 each suite's data is written in its real format (small) and the suite runs on a tiny budget through the CLI."""
 
 import json
-from pathlib import Path
 
 import pytest
 from fake_data import write_adult, write_binary_npz, write_celeba, write_cifar_batches, write_mnist_like
 
 from mia_bench.cli import main
 from mia_bench.config import REPO_ROOT, load_run
+from mia_bench.results import find_records
 
 TINY = ["split.members=40", "split.non_members=40", "split.reference=40", "split.attacker_aux=40",
         "split.shadow_pool=40", "trainer.max_steps=3", "trainer.batch_size=16", "trainer.accelerator=cpu",
@@ -40,8 +40,9 @@ def test_suite_runs_on_its_real_format(suite, tmp_path, capsys):
     argv = ["run", "--suite", suite, "--defense", "none", "--results-dir", str(results), "--no-progress",
             f"dataset.root={tmp_path / 'data'}", *TINY]
     assert main(argv) == 0, capsys.readouterr().err
-    record = json.loads(Path(results / suite / "none" / "seed0" / "record.json").read_text())
+    (path,) = find_records(results)  # a run with overrides: results/<suite>/none/ovr-<digest>/seed0/
+    record = json.loads(path.read_text())
     assert set(record["utility"]["metrics"]) == expected
     assert record["utility"]["main"] in expected
     if "dwp_mae" in expected:
-        assert (results / suite / "none" / "seed0" / "dwpre.png").is_file()
+        assert (path.parent / "dwpre.png").is_file()

@@ -58,7 +58,7 @@ def offline_run(tmp_path_factory):
 
 def test_offline_run_writes_its_folder_under_the_results_dir(offline_run):
     out, record = offline_run
-    assert record.wandb_run_id and RunRecord.read(RunPaths.of(out, "digits", "none", 0).record) == record
+    assert record.wandb_run_id and RunRecord.read(RunPaths.of(out, "digits", "none", 0, record.variant).record) == record
     (run_dir,) = (out / "wandb").glob(f"offline-run-*-{record.wandb_run_id}")
     assert (run_dir / f"run-{record.wandb_run_id}.wandb").stat().st_size > 0
     media = {p.relative_to(run_dir / "files" / "media").parts[:2] for p in (run_dir / "files" / "media").rglob("*.*")}
@@ -117,7 +117,7 @@ def test_wandb_failures_never_fail_the_run(tmp_path, monkeypatch):
     with tracking.for_run("offline", resolved, 1, results_dir=tmp_path) as tracker:
         record = run(resolved, 1, results_dir=tmp_path, tracker=tracker)
         assert not tracker.active
-    assert RunRecord.read(RunPaths.of(tmp_path, "digits", "memorizer", 1).record).wandb_run_id == record.wandb_run_id
+    assert RunRecord.read(RunPaths.of(tmp_path, "digits", "memorizer", 1, record.variant).record).wandb_run_id == record.wandb_run_id
 
 
 def test_cli_modes_and_the_leaderboard_table(tmp_path):

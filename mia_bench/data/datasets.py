@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from mia_bench.errors import DataError
 from mia_bench.registry import Registry
+from mia_bench.schema import DatasetConfig
 
 
 class DataKind(str, enum.Enum):
@@ -72,14 +73,6 @@ class ArrayDataset:
         """Records with dataset ids `ids`: x (n, *shape), y (n,)."""
         t = torch.tensor(np.asarray(ids), dtype=torch.int64)  # copies: split arrays are read-only
         return self.x[t], self.y[t]
-
-
-@dataclass
-class DatasetConfig:
-    name: str = "digits"
-    root: str = "data"  # folder holding downloaded/provided files (real datasets only)
-    download: bool = False  # allow the loader to download missing files (user machines only)
-    options: dict = field(default_factory=dict)  # loader-specific settings, validated by the loader
 
 
 Loader = Callable[[DatasetConfig], ArrayDataset]

@@ -17,17 +17,9 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from mia_bench.errors import SplitError
+from mia_bench.schema import SplitConfig
 
 ROLES: tuple[str, ...] = ("members", "non_members", "reference", "attacker_aux", "shadow_pool")
-
-
-@dataclass
-class SplitConfig:
-    members: int = 300
-    non_members: int = 300
-    reference: int = 300
-    attacker_aux: int = 300
-    shadow_pool: int = 597
 
 
 @dataclass(frozen=True)

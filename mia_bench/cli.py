@@ -32,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="folder for this run under results/<suite>/<defense>/ (default: official runs in place, "
                           "runs with overrides under ovr-<config digest>)")
     run.add_argument("--config-dir", type=Path, default=None, help="folder holding suite YAMLs (default: benchmarks/)")
-    run.add_argument("--no-progress", action="store_true", help="hide the training progress bar")
+    run.add_argument("--no-progress", action="store_true", help="hide the progress bars (training, attacks, shadow models); the one-line stage notes stay")
     run.add_argument("--wandb", choices=WANDB_MODES, default=None,
                      help="Weights & Biases mode (default: the suite's tracking.wandb, offline)")
     run.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. trainer.max_steps=500")
@@ -45,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("--config-dir", type=Path, default=None, help="folder holding suite YAMLs (default: benchmarks/)")
     audit.add_argument("--tolerance", type=float, default=None,
                        help="largest |AUC - 0.5| allowed on the independent control (default 0.1)")
-    audit.add_argument("--no-progress", action="store_true", help="hide the training progress bar")
+    audit.add_argument("--no-progress", action="store_true", help="hide the progress bars (training, attacks, shadow models); the one-line stage notes stay")
     audit.add_argument("--wandb", choices=WANDB_MODES, default="off", help="Weights & Biases mode for the control runs")
     audit.add_argument("overrides", nargs="*", help="key=value config overrides, applied to both controls")
 
@@ -92,10 +92,13 @@ def _run_one(args: argparse.Namespace, console: Console, resolved, seed: int):  
 
     if args.no_progress and "trainer.progress_bar=false" in resolved.overrides:  # cosmetic: keep it official
         resolved.overrides.remove("trainer.progress_bar=false")
+    from mia_bench import progress
+
     mode = args.wandb or resolved.config.tracking.wandb
-    with for_run(mode, resolved, seed, results_dir=args.results_dir) as tracker:
+    with for_run(mode, resolved, seed, results_dir=args.results_dir) as tracker, \
+            progress.reporting(console, enabled=not args.no_progress):
         return run(resolved, seed, results_dir=args.results_dir, tracker=tracker,
-                   on_stage=None if args.no_progress else _stage_printer(console, resolved.defense_name, seed))
+                   on_stage=_stage_printer(console, resolved.defense_name, seed))
 
 
 def cmd_audit(args: argparse.Namespace, console: Console) -> int:
@@ -169,25 +172,25 @@ def cmd_leaderboard(args: argparse.Namespace, console: Console) -> None:
 
 
 def cmd_list(args: argparse.Namespace, console: Console) -> None:
-    from mia_bench.attacks import ATTACKS
-    from mia_bench.data import DATASETS
-    from mia_bench.defenses import DEFENSES
-    from mia_bench.metrics import METRICS
+    """The registry, read from the components' manifest (no torch import: it prints at once), or built from
+    the registries when the sources changed since the manifest was generated."""
+    from mia_bench.manifest import build, fresh, load
 
+    m = load() if fresh() else build()
     t = Table(title="mia_bench registry")
     t.add_column("kind")
     t.add_column("name")
     t.add_column("details")
-    for name in DATASETS.names():
-        t.add_row("dataset", name, (DATASETS.get(name).__doc__ or "").strip().splitlines()[0])
-    for name, cls in DEFENSES.items():
-        flags = [f for f, on in (("control", cls.is_control), ("reconstructed", cls.reconstructed)) if on]
-        doc = (cls.__doc__ or "").strip().splitlines()[:1]
-        t.add_row("defense", name, "; ".join(flags + doc))
-    for name, acls in ATTACKS.items():
-        t.add_row("attack", name, f"access={acls.access.value}; {acls.variant}")
-    for name, spec in METRICS.items():
-        t.add_row("metric", name, f"{spec.kind}, {'higher' if spec.higher_is_better else 'lower'} is better: {spec.description}")
+    for name, d in m["datasets"].items():
+        t.add_row("dataset", name, d["doc"])
+    for name, d in m["defenses"].items():
+        flags = [f for f in ("control", "reconstructed") if d[f]]
+        t.add_row("defense", name, "; ".join(flags + [d["doc"]]))
+    for name, d in m["attacks"].items():
+        t.add_row("attack", name, f"access={d['access']}; {d['variant']}")
+    for name, d in m["metrics"].items():
+        t.add_row("metric", name, f"{d['kind']}, {'higher' if d['higher_is_better'] else 'lower'} is better: "
+                                  f"{d['description']}")
     console.print(t)
 
 
@@ -213,8 +216,8 @@ def main(argv: list[str] | None = None) -> int:
         Console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False)
         return 2
     except KeyboardInterrupt:
-        Console(stderr=True).print("interrupted: finished files are kept, nothing half-written is; rerun the same "
-                                   "command to go on (a finished training is reused)", highlight=False)
+        Console(stderr=True).print("interrupted: rerun the same command to go on (finished steps are reused)",
+                                   highlight=False, soft_wrap=True)
         return 130
 
 
@@ -224,9 +227,11 @@ def precheck(args: argparse.Namespace) -> None:
     if args.command not in OVERRIDABLE:
         return
     from mia_bench.config import load_run, merge_run_config
-    from mia_bench.manifest import ManifestSchemas
+    from mia_bench.manifest import ManifestSchemas, fresh
     from mia_bench.schema import CONTROLS
 
+    if not fresh():  # sources changed since components.json was generated: the full check (after import) runs
+        return
     if args.command == "run":
         defenses = [args.defense]
     elif args.command == "audit":

@@ -20,6 +20,28 @@ from mia_bench.errors import UnknownNameError
 from mia_bench.schema import field_range
 
 PATH = Path(__file__).with_name("components.json")
+_SOURCES = ("attacks", "data", "defenses", "metrics", "nets", "schema.py", "config.py", "registry.py")
+
+
+def sources_digest() -> str:
+    """sha256 of the source files the manifest is generated from: a stale manifest is never trusted."""
+    import hashlib
+
+    root = Path(__file__).parent
+    h = hashlib.sha256()
+    for name in _SOURCES:
+        for f in sorted((root / name).rglob("*.py")) if (root / name).is_dir() else [root / name]:
+            h.update(str(f.relative_to(root)).encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def fresh() -> bool:
+    """True when components.json was generated from the sources as they are now."""
+    try:
+        return load().get("sources") == sources_digest()
+    except (OSError, ValueError):
+        return False
 _TYPES: dict[str, Any] = {"int": int, "float": float, "bool": bool, "str": str, "list": list, "dict": dict,
                           "None": type(None), "Any": Any}
 
@@ -52,6 +74,7 @@ def build() -> dict[str, Any]:
     from mia_bench.metrics import METRICS
 
     return {
+        "sources": sources_digest(),
         "datasets": {n: {"doc": _first_line(DATASETS.get(n))} for n in DATASETS.names()},
         "defenses": {n: {"doc": _first_line(c), "control": c.is_control, "reconstructed": c.reconstructed,
                          "config": _schema(c.Config)} for n, c in DEFENSES.items()},

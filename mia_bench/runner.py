@@ -21,7 +21,9 @@ import lightning as L
 import numpy as np
 import torch
 
+from mia_bench import progress
 from mia_bench.attacks import ATTACKS, AttackerKnowledge, Recipe, make_view
+from mia_bench.attacks.base import RoleData
 from mia_bench.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from mia_bench.config import ResolvedRun, TrainerConfig
 from mia_bench.data import ArrayDataset, MembershipSplit, load_dataset
@@ -43,6 +45,7 @@ from mia_bench.io import atomic_save_npz
 from mia_bench.metrics.overfitting import discriminator_diagnostics
 from mia_bench.metrics.privacy import privacy_report
 from mia_bench.metrics.utility import evaluate_utility
+from mia_bench.progress import StepProgress
 from mia_bench.results import RunPaths, RunRecord, environment, now_iso
 from mia_bench.tracking import Tracker
 
@@ -57,8 +60,7 @@ def _stage(timings: dict[str, float], name: str, on_stage: Callable[[str], None]
 
 
 def build_trainer(cfg: TrainerConfig, *, logger: object = False, callbacks: list | None = None) -> L.Trainer:
-    from lightning.pytorch.callbacks import RichProgressBar
-
+    """Lightning's own progress bar stays off: progress.StepProgress counts generator steps instead."""
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         logging.getLogger(name).setLevel(logging.WARNING)  # hardware banners and tips, printed per run
     return L.Trainer(
@@ -67,8 +69,8 @@ def build_trainer(cfg: TrainerConfig, *, logger: object = False, callbacks: list
         precision=cfg.precision,  # type: ignore[arg-type]
         logger=logger,  # type: ignore[arg-type]
         enable_checkpointing=False, enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
-        enable_progress_bar=cfg.progress_bar,
-        callbacks=([RichProgressBar(refresh_rate=10)] if cfg.progress_bar else []) + list(callbacks or []),
+        enable_progress_bar=False,
+        callbacks=list(callbacks or []),
         log_every_n_steps=cfg.log_every_n_steps,
         use_distributed_sampler=False,  # the data module deals each DDP rank its own slice (datamodule.py)
     )
@@ -91,12 +93,14 @@ def fit_defense(*, defense: str, params: Any, trainer: TrainerConfig, data: Arra
     if cls.trainable:
         ranks = RankSetup(seed)
         guard = TrainingGuard(batches_per_step=per_step, warmup_batches=model.warmup_batches)
+        shown = [StepProgress(defense, max_steps=trainer.max_steps, batches_per_step=per_step,
+                              warmup_batches=model.warmup_batches)] if trainer.progress_bar else []
         trainer = replace(trainer, strategy=defense_strategy(trainer.strategy, len(cls.player_order)))
         with warnings.catch_warnings(), interruptible(guard):
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
             warnings.filterwarnings("ignore", message=".*You called `self.log.*no logger.*")
             warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated.*")
-            build_trainer(trainer, logger=logger, callbacks=[ranks, guard, *(callbacks or [])]).fit(model, datamodule=dm)
+            build_trainer(trainer, logger=logger, callbacks=[ranks, guard, *shown, *(callbacks or [])]).fit(model, datamodule=dm)
         ranks.restore(model)
     bad = nonfinite_players(model)
     if bad:
@@ -200,31 +204,41 @@ def release(defense: Defense, n: int, seed: int, paths: RunPaths) -> Released:
 def attack_all(resolved: ResolvedRun, seed: int, defense: Defense, released: Released, data: ArrayDataset,
                split: MembershipSplit, cache_dir: Path) -> tuple[dict[str, dict], dict[str, np.ndarray]]:
     """Run every attack of the suite; returns (per-attack description + metrics, raw scores)."""
-    cfg = resolved.config
     query_ids, is_member = queries(split)
-    qx, qy = data.take(query_ids)
     recipe = Recipe.of(resolved, data.info)
     attacks: dict[str, dict] = {}
     raw: dict[str, np.ndarray] = {}
-    for name, params in resolved.attack_params.items():
-        t = time.perf_counter()
-        cls = ATTACKS.get(name)
-        attack = cls(config=params, seed=seed)
-        view = make_view(defense, cls.access, released)
-        knowledge = AttackerKnowledge(data={role: data.take(getattr(split, role)) for role in cls.needs},
-                                      ids={role: np.asarray(getattr(split, role)) for role in cls.needs},
-                                      recipe=recipe, dataset=data if cls.needs else None, cache_dir=cache_dir, seed=seed)
-        attack.fit(view, knowledge)
-        scores = np.asarray(attack.score(view, qx, qy, ids=query_ids), dtype=np.float64)
-        if scores.shape != (qx.shape[0],) or not np.isfinite(scores).all():
-            raise MiaBenchError(f"attack '{name}' returned scores of shape {scores.shape} "
-                                f"(finite: {bool(np.isfinite(scores).all())}); expected ({qx.shape[0]},) finite floats")
-        metrics = privacy_report(scores, is_member, fprs=tuple(cfg.metrics.fprs), n_boot=cfg.metrics.bootstrap,
-                                 seed=seed)
-        metrics.update(attack.extra_metrics(scores, is_member))
-        attacks[name] = {**attack.describe(), "metrics": metrics, "seconds": round(time.perf_counter() - t, 3)}
-        raw[f"score/{name}"] = scores
+    with progress.task("attacks", total=len(resolved.attack_params)) as bar:
+        for name, params in resolved.attack_params.items():
+            bar.update(description=f"attack {name}")
+            attacks[name], raw[f"score/{name}"] = _attack_one(name, params, resolved, seed, defense, released, data,
+                                                              split, cache_dir, recipe, query_ids, is_member)
+            bar.advance()
     return attacks, raw
+
+
+def _attack_one(name: str, params: Any, resolved: ResolvedRun, seed: int, defense: Defense, released: Released,
+                data: ArrayDataset, split: MembershipSplit, cache_dir: Path, recipe: Recipe, query_ids: np.ndarray,
+                is_member: np.ndarray) -> tuple[dict, np.ndarray]:
+    """Fit and score one attack; returns (its description with metrics, its (N,) scores). The attack reads
+    the dataset only through a view of its declared roles (never members or non-members)."""
+    cfg = resolved.config
+    t = time.perf_counter()
+    cls = ATTACKS.get(name)
+    attack = cls(config=params, seed=seed)
+    view = make_view(defense, cls.access, released)
+    ids = {role: np.asarray(getattr(split, role)) for role in cls.needs}
+    knowledge = AttackerKnowledge(data={role: data.take(ids[role]) for role in cls.needs}, ids=ids, recipe=recipe,
+                                  dataset=RoleData(data, ids) if cls.needs else None, cache_dir=cache_dir, seed=seed)
+    attack.fit(view, knowledge)
+    qx, qy = data.take(query_ids)
+    scores = np.asarray(attack.score(view, qx, qy, ids=query_ids), dtype=np.float64)
+    if scores.shape != (qx.shape[0],) or not np.isfinite(scores).all():
+        raise MiaBenchError(f"attack '{name}' returned scores of shape {scores.shape} "
+                            f"(finite: {bool(np.isfinite(scores).all())}); expected ({qx.shape[0]},) finite floats")
+    metrics = privacy_report(scores, is_member, fprs=tuple(cfg.metrics.fprs), n_boot=cfg.metrics.bootstrap, seed=seed)
+    metrics.update(attack.extra_metrics(scores, is_member))
+    return {**attack.describe(), "metrics": metrics, "seconds": round(time.perf_counter() - t, 3)}, scores
 
 
 def queries(split: MembershipSplit) -> tuple[np.ndarray, np.ndarray]:

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mia_bench import progress
 from mia_bench.attacks.base import AccessLevel, GeneratorQuery, Recipe, make_view
 from mia_bench.data.datasets import ArrayDataset
 from mia_bench.defenses import DEFENSES, Defense, Released
@@ -165,7 +166,9 @@ def stacked_trainer(recipe: Recipe, data: ArrayDataset, subsets: list[np.ndarray
 
 def _train_stacked(recipe: Recipe, data: ArrayDataset, subsets: list[np.ndarray], seeds: list[int]) -> list[Defense]:
     trainer = stacked_trainer(recipe, data, subsets, seeds)
-    return trainer.fit(recipe.trainer.max_steps * trainer.models[0].batches_per_generator_step)
+    rounds = recipe.trainer.max_steps * trainer.models[0].batches_per_generator_step
+    with progress.task(f"{len(subsets)} '{recipe.defense}' models as one stack: rounds", total=rounds) as bar:
+        return trainer.fit(rounds, on_round=bar.advance)
 
 
 def _train_sequential(recipe: Recipe, data: ArrayDataset, subsets: list[np.ndarray], seeds: list[int],
@@ -174,9 +177,13 @@ def _train_sequential(recipe: Recipe, data: ArrayDataset, subsets: list[np.ndarr
     from mia_bench.runner import fit_defense  # the runner imports the attacks, which import this module
 
     trainer = replace(single_process(recipe.trainer), progress_bar=False)
-    return [fit_defense(defense=recipe.defense, params=recipe.params, trainer=trainer, data=data, train_ids=ids,
-                        seed=s, reference_ids=ref)
-            for ids, s, ref in zip(subsets, seeds, reference_ids, strict=True)]
+    models = []
+    with progress.task(f"{len(subsets)} '{recipe.defense}' models, one after another", total=len(subsets)) as bar:
+        for ids, s, ref in zip(subsets, seeds, reference_ids, strict=True):
+            models.append(fit_defense(defense=recipe.defense, params=recipe.params, trainer=trainer, data=data,
+                                      train_ids=ids, seed=s, reference_ids=ref))
+            bar.advance()
+    return models
 
 
 def train_bank(*, recipe: Recipe, data: ArrayDataset, ids: np.ndarray, n_models: int, seed: int,

@@ -174,7 +174,10 @@ class Tracker:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
+        orphan = self.run_dir if exc_type is not None and issubclass(exc_type, KeyboardInterrupt) else None
         self.finish(exit_code=0 if exc_type is None else 1)
+        if orphan is not None and self.mode is WandbMode.OFFLINE:
+            shutil.rmtree(orphan, ignore_errors=True)  # an interrupted run has no result: leave no half a run
 
 
 def _init(mode: WandbMode, kwargs: dict[str, Any]) -> Any:

@@ -46,3 +46,264 @@ def test_other_config_digest_is_kept_beside_and_named(tmp_path: Path) -> None:
 def test_records_with_overrides_never_touch_entries(tmp_path: Path) -> None:
     assert update_entries([_record(0, overrides=["trainer.max_steps=5"])], tmp_path / "entries") == []
     assert not (tmp_path / "entries").exists()
+
+
+# ---- runs: where they go, what they keep ---------------------------------------------------------------
+
+import os  # noqa: E402
+import pickle  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from rich.console import Console  # noqa: E402
+
+from conftest import only_attacks, quick  # noqa: E402
+from mia_bench import guards, runner  # noqa: E402
+from mia_bench.cli import main  # noqa: E402
+from mia_bench.config import load_run  # noqa: E402
+from mia_bench.errors import MiaBenchError  # noqa: E402
+from mia_bench.guards import TrainingDiverged, run_lock  # noqa: E402
+from mia_bench.io import atomic_write_json  # noqa: E402
+from mia_bench.results import RunPaths, find_records  # noqa: E402
+from mia_bench.runner import run  # noqa: E402
+from mia_bench.tables import entries_table, run_tables  # noqa: E402
+
+FAST = ["utility.enabled=false", *only_attacks("ganleaks_fbb")]
+
+
+def fast(defense: str, *overrides: str):  # noqa: ANN201 - ResolvedRun
+    return quick(defense, "trainer.max_steps=20", *FAST, *overrides)
+
+
+def test_a_run_with_overrides_never_touches_the_official_run(tmp_path: Path) -> None:
+    official = RunPaths.of(tmp_path, "digits", "none", 0)
+    official.root.mkdir(parents=True)
+    for p, content in ((official.record, b'{"official": true}'), (official.checkpoint, b"weights")):
+        p.write_bytes(content)
+    resolved = fast("none")
+    record = run(resolved, 0, results_dir=tmp_path)
+    assert official.record.read_bytes() == b'{"official": true}' and official.checkpoint.read_bytes() == b"weights"
+    assert resolved.variant == f"ovr-{resolved.digest()[:12]}" == record.variant
+    assert RunPaths.for_run(tmp_path, resolved, 0).record.is_file()
+    assert load_run(suite="digits", defense="none").variant == ""  # official runs stay where they are
+
+
+def test_checkpoint_of_another_training_config_is_kept_and_reused(tmp_path: Path) -> None:
+    first, second = fast("none"), fast("none", "trainer.max_steps=21")
+    first.name = second.name = "same-folder"  # --name: both runs share one folder
+    run(first, 0, results_dir=tmp_path)
+    paths = RunPaths.for_run(tmp_path, first, 0)
+    assert run(second, 0, results_dir=tmp_path).timings["checkpoint_reused"] == 0.0
+    kept = paths.archived_checkpoint(first.training_digest())
+    assert kept.is_file(), "the first config's checkpoint must be kept, not overwritten"
+    assert (paths.superseded(first.digest()) / "record.json").is_file(), "and its record"
+    assert run(first, 0, results_dir=tmp_path).timings["checkpoint_reused"] == 1.0
+
+
+def test_an_unwritable_results_folder_stops_before_any_work(tmp_path: Path, monkeypatch) -> None:
+    blocker = tmp_path / "results"
+    blocker.write_text("a file where the results folder should be")
+    monkeypatch.setattr(runner, "load_dataset", lambda *a, **k: pytest.fail("work started"))
+    with pytest.raises(MiaBenchError, match="cannot write to .*--results-dir"):
+        run(fast("none"), 0, results_dir=blocker)
+
+
+def test_a_failed_write_keeps_the_result_and_says_where(tmp_path: Path, monkeypatch) -> None:
+    def full(path: Path, obj) -> None:  # noqa: ANN001
+        if Path(path).parent.name.startswith("mia_bench-rescue-"):
+            return real(path, obj)
+        raise OSError(28, "No space left on device")
+
+    real = atomic_write_json
+    monkeypatch.setattr("mia_bench.results.atomic_write_json", full)
+    with pytest.raises(MiaBenchError, match="No space left on device.*kept in") as e:
+        run(fast("memorizer"), 0, results_dir=tmp_path)
+    rescued = Path(str(e.value).split("kept in ")[1].split(":")[0])
+    assert json.loads(rescued.read_text())["defense"] == "memorizer"
+
+
+def test_diverged_training_stops_with_the_player_and_saves_nothing(tmp_path: Path) -> None:
+    resolved = quick("none", "defense.lr_g=1e30", "defense.lr_d=1e30", "trainer.max_steps=200", *FAST)
+    with pytest.raises(TrainingDiverged, match=r"generator step \d+.*player '(generator|discriminator)'.*lr_d=1e\+30"):
+        run(resolved, 0, results_dir=tmp_path)
+    assert not list(tmp_path.rglob("checkpoint*.pt"))
+
+
+def test_a_non_finite_checkpoint_is_moved_aside_and_retrained(tmp_path: Path, capsys) -> None:
+    resolved = fast("none")
+    run(resolved, 0, results_dir=tmp_path)
+    ckpt = RunPaths.for_run(tmp_path, resolved, 0).checkpoint
+    blob = torch.load(ckpt, weights_only=True)
+    name = next(k for k in blob["state_dict"] if k.endswith("weight"))
+    blob["state_dict"][name].fill_(float("nan"))
+    torch.save(blob, ckpt)
+    assert run(resolved, 0, results_dir=tmp_path).timings["checkpoint_reused"] == 0.0
+    assert ckpt.with_name("checkpoint.pt.rejected").is_file()
+    assert "non-finite weights" in capsys.readouterr().err
+
+
+class _Exploit:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # noqa: ANN204
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("kind", ["truncated", "malicious"])
+def test_a_bad_checkpoint_is_moved_aside_with_a_note(kind: str, tmp_path: Path, capsys) -> None:
+    resolved = fast("none")
+    run(resolved, 0, results_dir=tmp_path)
+    ckpt = RunPaths.for_run(tmp_path, resolved, 0).checkpoint
+    marker = tmp_path / "pwned"
+    bad = ckpt.read_bytes()[:200] if kind == "truncated" else pickle.dumps(_Exploit(marker))
+    ckpt.write_bytes(bad)
+    assert run(resolved, 0, results_dir=tmp_path).timings["checkpoint_reused"] == 0.0
+    assert ckpt.with_name("checkpoint.pt.rejected").read_bytes() == bad and not marker.exists()
+    err = capsys.readouterr().err
+    assert "moved it to" in err and "weights_only" not in err
+
+
+def test_a_bad_cache_file_is_moved_aside_and_rebuilt(tmp_path: Path, capsys) -> None:
+    resolved = quick("none", "trainer.max_steps=20", *only_attacks("lira_fbb"), "utility.enabled=false")
+    run(resolved, 0, results_dir=tmp_path)
+    (cache,) = (tmp_path / "digits" / "_cache" / "shadows").glob("*.pt")
+    cache.write_bytes(b"not a torch file")
+    run(resolved, 0, results_dir=tmp_path)
+    err = capsys.readouterr().err
+    assert cache.with_name(cache.name + ".rejected").is_file() and cache.is_file()
+    assert "rebuilding this cache" in err and "weights_only" not in err
+
+
+def test_a_second_identical_run_waits_then_reuses_the_first_record(tmp_path: Path, monkeypatch) -> None:
+    resolved = fast("memorizer")
+    first = run(resolved, 0, results_dir=tmp_path)
+    paths = RunPaths.for_run(tmp_path, resolved, 0)
+    result = {}
+    with run_lock(paths.root):  # another process holds the folder
+        t = threading.Thread(target=lambda: result.setdefault("r", run(resolved, 0, results_dir=tmp_path)))
+        monkeypatch.setattr(runner, "_run", lambda *a, **k: pytest.fail("the waiting run must not redo the work"))
+        t.start()
+        t.join(timeout=2)
+        assert t.is_alive(), "the second run must wait for the lock"
+    t.join(timeout=30)
+    assert result["r"] == first
+
+
+# ---- values checked before any work ----------------------------------------------------------------
+
+@pytest.mark.parametrize("bad, key", [
+    (["--seed", "-1"], "seed"),
+    (["trainer.max_steps=-3"], "trainer.max_steps"),
+    (["trainer.batch_size=0"], "trainer.batch_size"),
+    (["defense.alpha=-1"], "defense.alpha"),
+    (["release.n_samples=-1"], "release.n_samples"),
+    (["defense.lr_d=0"], "defense.lr_d"),
+    (["metrics.fprs=[0.01,2]"], "metrics.fprs"),
+    (["attacks.lira_wbb=false"], "Unknown attack 'lira_wbb'. Did you mean: lira_wb"),
+    (["attacks.ganleaks_fbb=3"], "attacks.ganleaks_fbb"),
+    (["--defense", "relaxlos"], "Did you mean: relaxloss"),
+])
+def test_bad_values_stop_with_the_key_and_fix_before_torch_is_imported(bad: list[str], key: str,
+                                                                       tmp_path: Path) -> None:
+    argv = ["run", "--defense", "relaxloss", "--results-dir", str(tmp_path / "r"), *bad]
+    code = ("import sys; from mia_bench.cli import main; rc = main(sys.argv[1:]); "
+            "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(rc)")
+    proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "COLUMNS": "200"})
+    assert proc.returncode == 2, proc.stderr
+    assert key in proc.stderr and ("fix" in proc.stderr or "Did you mean" in proc.stderr or "e.g." in proc.stderr)
+    assert not (tmp_path / "r").exists()
+
+
+def test_true_switches_an_attack_on_with_its_defaults() -> None:
+    resolved = quick("none", "attacks.ganleaks_fbb=true")
+    assert resolved.attack_params["ganleaks_fbb"] == type(resolved.attack_params["ganleaks_fbb"])()
+
+
+def test_ctrl_c_during_training_prints_one_line_and_exits_130(tmp_path: Path, monkeypatch, capsys) -> None:
+    def interrupt(self, trainer, module, outputs, batch, batch_idx):  # noqa: ANN001, ANN202
+        if batch_idx == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(guards.TrainingGuard, "on_train_batch_end", interrupt)
+    code = main(["run", "--defense", "none", "--results-dir", str(tmp_path), "--wandb", "offline",
+                 "trainer.max_steps=20", *FAST])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 130 and len(err) == 1 and err[0].startswith("interrupted")
+    assert not list((tmp_path / "wandb").glob("offline-run-*")), "no orphaned tracking folder"
+    signal_handler = __import__("signal").getsignal(__import__("signal").SIGINT)
+    assert signal_handler is __import__("signal").default_int_handler
+
+
+def test_ctrl_c_during_the_attacks_exits_130(tmp_path: Path, monkeypatch, capsys) -> None:
+    def interrupt(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "_attack_one", interrupt)
+    assert main(["run", "--defense", "memorizer", "--results-dir", str(tmp_path), "--wandb", "off", *FAST]) == 130
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+# ---- what a person sees -----------------------------------------------------------------------------
+
+def _rendered(*tables) -> list[str]:  # noqa: ANN002
+    console = Console(width=80, record=True, file=open(os.devnull, "w"))  # noqa: SIM115
+    for t in tables:
+        console.print(t)
+    return console.export_text().splitlines()
+
+
+def test_run_tables_fit_80_columns_without_truncation() -> None:
+    rec = _record(0)
+    m = {"auc": {"value": 0.61, "ci": [0.55, 0.66]}, "tpr@1%fpr": {"value": 0.04, "detail": {"underpowered": False}},
+         "tpr@0.1%fpr": {"value": 0.0, "detail": {"underpowered": True}},
+         "precision@n": {"value": 0.52, "chance": 0.5}}
+    rec.attacks = {name: {"access": access, "variant": "v", "metrics": m, "seconds": 74.2}
+                   for name, access in (("lira_gen_offline", "generator"), ("ganleaks_fbb_cal", "samples"),
+                                        ("lira_wb_adaptive", "white_box"), ("monte_carlo", "samples"))}
+    lines = _rendered(*run_tables(rec))
+    assert max(len(line) for line in lines) <= 80 and not any("…" in line for line in lines)
+    text = "\n".join(lines)
+    assert all(name in text for name in rec.attacks) and "TPR@0.1%" in text and "access: white_box" in text
+
+
+def test_leaderboard_table_fits_80_columns_and_the_command_prints_it(tmp_path: Path, capsys) -> None:
+    root = Path(__file__).resolve().parent.parent / "leaderboard"
+    lines = _rendered(entries_table(load_entries(root / "entries"), "digits"))
+    assert max(len(line) for line in lines) <= 80 and not any("…" in line for line in lines)
+    results = tmp_path / "results"
+    results.mkdir()
+    lb_dir = tmp_path / "lb"
+    assert main(["leaderboard", "--results-dir", str(results), "--leaderboard-dir", str(lb_dir)]) == 0
+    assert str(lb_dir / "LEADERBOARD.md") in capsys.readouterr().out.replace("\n", "")
+    update_entries([_record(s) for s in (0, 1)], lb_dir / "entries")
+    assert main(["leaderboard", "--results-dir", str(results), "--leaderboard-dir", str(lb_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "mixup" in out and "TPR@1%" in out
+
+
+def test_leaderboard_without_its_results_folder_fails(tmp_path: Path, capsys) -> None:
+    assert main(["leaderboard", "--results-dir", str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err.replace("\n", " ")
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_result_files_honour_the_umask(umask: int, tmp_path: Path) -> None:
+    old = os.umask(umask)
+    try:
+        atomic_write_json(tmp_path / "record.json", {"a": 1})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "record.json").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_find_records_sees_official_runs_and_variants_not_caches(tmp_path: Path) -> None:
+    for rel in ("digits/none/seed0", "digits/none/ovr-abc/seed0", "digits/_cache/x/seed0"):
+        (tmp_path / rel).mkdir(parents=True)
+        (tmp_path / rel / "record.json").write_text("{}")
+    assert [str(p.relative_to(tmp_path)) for p in find_records(tmp_path)] == [
+        "digits/none/ovr-abc/seed0/record.json", "digits/none/seed0/record.json"]

@@ -117,6 +117,36 @@ class Recipe:
         return hashlib.sha256(blob.encode()).hexdigest()
 
 
+class RoleData:
+    """The dataset as an attack may read it: `take` serves only the records of the attack's declared roles
+    (`needs`: never members or non-members); anything else raises AccessError. Same interface as the
+    ArrayDataset for what attacks train on (info, len, take)."""
+
+    def __init__(self, data: Any, ids_by_role: dict[str, np.ndarray]) -> None:
+        self._data, self.info, self.roles = data, data.info, tuple(ids_by_role)
+        self._allowed = np.unique(np.concatenate([np.asarray(v, np.int64) for v in ids_by_role.values()]
+                                                 or [np.zeros(0, np.int64)]))
+        self.groups = None
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def take(self, ids: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        ids = np.asarray(ids, dtype=np.int64)
+        outside = ids[~np.isin(ids, self._allowed)]
+        if outside.size:
+            raise AccessError(f"an attack read {outside.size} record(s) outside its declared roles "
+                              f"{list(self.roles)} (e.g. ids {outside[:5].tolist()}); attacks may only read the "
+                              "roles in their `needs`, never members or non-members")
+        return self._data.take(ids)
+
+    @property
+    def x(self) -> torch.Tensor:
+        raise AccessError("an attack may not read the whole dataset; use take(ids) on its declared roles")
+
+    y = x
+
+
 @dataclass
 class AttackerKnowledge:
     """What the attacker holds besides the view: its own data by split role (never members or
@@ -125,7 +155,7 @@ class AttackerKnowledge:
     data: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
     ids: dict[str, np.ndarray] = field(default_factory=dict)
     recipe: Recipe | None = None
-    dataset: Any = None  # the ArrayDataset, for training models on `ids` (attacker roles only)
+    dataset: Any = None  # RoleData: the dataset limited to the attacker's roles, for training models on `ids`
     cache_dir: Path | None = None
     seed: int = 0
 

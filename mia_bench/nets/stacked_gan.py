@@ -158,10 +158,13 @@ class StackedGANTrainer:
             loss_g = F.softplus(-self.D(self.pD, fake, yf)).mean(1)
         self._step(self.opt_g, self.pG, loss_g)
 
-    def fit(self, num_batches: int) -> list[Any]:
-        """Run `num_batches` rounds, then copy each slice back into its model; returns the models (eval)."""
+    def fit(self, num_batches: int, on_round: Callable[[], None] | None = None) -> list[Any]:
+        """Run `num_batches` rounds (calling on_round() after each), then copy each slice back into its
+        model; returns the models (eval)."""
         for b in range(num_batches):
             self.round(b)
+            if on_round is not None:
+                on_round()
         with torch.no_grad():
             for k, m in enumerate(self.models):
                 for player, params in (("generator", self.pG), ("discriminator", self.pD)):

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mia_bench.errors import MiaBenchError
-from mia_bench.grid_cli import add_grid_parser, cmd_grid
+from mia_bench.grid_cli import add_grid_parser, cmd_grid, seed_value
 
 DEFAULT_RESULTS = Path("results")
 DEFAULT_LEADERBOARD = Path("leaderboard")
@@ -43,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("--seed", type=seed_value, nargs="+", default=[0], help="one or more seeds (integers >= 0)")
     audit.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS)
     audit.add_argument("--config-dir", type=Path, default=None, help="folder holding suite YAMLs (default: benchmarks/)")
-    audit.add_argument("--tolerance", type=float, default=None,
+    audit.add_argument("--tolerance", type=tolerance_value, default=None,
                        help="largest |AUC - 0.5| allowed on the independent control (default 0.1)")
     audit.add_argument("--no-progress", action="store_true", help="hide the progress bars (training, attacks, shadow models); the one-line stage notes stay")
     audit.add_argument("--wandb", choices=WANDB_MODES, default="off", help="Weights & Biases mode for the control runs")
@@ -246,14 +246,14 @@ def precheck(args: argparse.Namespace) -> None:
                  schemas=ManifestSchemas())
 
 
-def seed_value(text: str) -> int:
-    """argparse type of a seed: an integer >= 0 (numpy's generators take no negative seed)."""
+def tolerance_value(text: str) -> float:
+    """argparse type of --tolerance: a number in [0, 0.5] (the largest |AUC - 0.5| on the independent control)."""
     try:
-        value = int(text)
+        value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"seed '{text}' is not an integer; use e.g. --seed 0 1 2") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"seed {value} is negative; seeds are integers >= 0, e.g. --seed 0")
+        raise argparse.ArgumentTypeError(f"--tolerance '{text}' is not a number; e.g. --tolerance 0.1") from None
+    if not 0 <= value <= 0.5:
+        raise argparse.ArgumentTypeError(f"--tolerance {value:g} is outside [0, 0.5]; e.g. --tolerance 0.1")
     return value
 
 

@@ -10,16 +10,34 @@ from typing import Any
 from rich.console import Console
 
 
+def _int_at_least(low: int, what: str) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not an integer; {what}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value} is below {low}; {what}")
+        return value
+
+    return parse
+
+
+seed_value = _int_at_least(0, "seeds are integers >= 0, e.g. --seed 0 1 2")
+positive_int = _int_at_least(1, "use an integer >= 1, e.g. --parallel 2")
+nonnegative_int = _int_at_least(0, "use an integer >= 0 (0: one thread per cell)")
+
+
 def add_grid_parser(sub: Any, *, results: Path, leaderboard: Path, wandb_modes: tuple[str, ...]) -> None:
     """The `grid` subcommand; overrides (key=value) apply to every cell, SLURM options to every job."""
     grid = sub.add_parser("grid", help="every defense x seed of a suite as jobs (local or SLURM); skips finished cells")
     grid.add_argument("--suite", default="digits")
     grid.add_argument("--defenses", nargs="+", default=["all"], help="'all' (the suite's defenses list) or names")
-    grid.add_argument("--seeds", type=int, nargs="+", default=None, help="default: the suite's seeds")
+    grid.add_argument("--seeds", type=seed_value, nargs="+", default=None, help="default: the suite's seeds")
     grid.add_argument("--executor", choices=("local", "slurm"), default="local")
-    grid.add_argument("--parallel", type=int, default=os.cpu_count() or 1,
+    grid.add_argument("--parallel", type=positive_int, default=os.cpu_count() or 1,
                       help="local: cells at once (default: one per CPU); slurm: array parallelism")
-    grid.add_argument("--threads", type=int, default=0, help="torch threads per local cell (default 1)")
+    grid.add_argument("--threads", type=nonnegative_int, default=0, help="torch threads per local cell (default 1)")
     grid.add_argument("--results-dir", type=Path, default=results)
     grid.add_argument("--leaderboard-dir", type=Path, default=leaderboard)
     grid.add_argument("--config-dir", type=Path, default=None)

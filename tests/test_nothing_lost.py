@@ -307,3 +307,47 @@ def test_find_records_sees_official_runs_and_variants_not_caches(tmp_path: Path)
         (tmp_path / rel / "record.json").write_text("{}")
     assert [str(p.relative_to(tmp_path)) for p in find_records(tmp_path)] == [
         "digits/none/ovr-abc/seed0/record.json", "digits/none/seed0/record.json"]
+
+
+def test_the_manifest_matches_the_registries() -> None:
+    from mia_bench import manifest
+
+    assert manifest.load() == manifest.build(), "components.json is stale: run `python -m mia_bench.manifest`"
+
+
+def test_every_numeric_config_field_has_a_range() -> None:
+    from mia_bench import manifest
+
+    m = manifest.load()
+    for kind in ("defenses", "attacks"):
+        for name, spec in m[kind].items():
+            for key, f in spec["config"].items():
+                if f["type"] in ("int", "float", "float | None", "int | None"):
+                    assert f["range"] is not None, f"{kind} {name}.{key} has no range"
+
+
+def test_attacks_read_only_their_declared_roles(digits) -> None:
+    from mia_bench.attacks.base import RoleData
+    from mia_bench.data import MembershipSplit
+    from mia_bench.errors import AccessError
+
+    split = MembershipSplit.make(n_records=len(digits), sizes=load_run(suite="digits", defense="none").config.split,
+                                 seed=0)
+    view = RoleData(digits, {"shadow_pool": split.shadow_pool})
+    x, _ = view.take(split.shadow_pool[:5])
+    assert torch.equal(x, digits.take(split.shadow_pool[:5])[0])
+    for role in ("members", "non_members", "reference"):
+        with pytest.raises(AccessError, match="outside its declared roles"):
+            view.take(getattr(split, role)[:1])
+    with pytest.raises(AccessError):
+        _ = view.x
+
+
+@pytest.mark.parametrize("argv", [
+    ["grid", "--seeds", "-2"], ["grid", "--parallel", "0"], ["grid", "--threads", "-1"],
+    ["audit", "--tolerance", "0.7"], ["audit", "--seed", "x"], ["run", "--defense", "none", "--name", "seed3"],
+])
+def test_every_cli_value_is_validated(argv: list[str], capsys) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2 and "e.g." in capsys.readouterr().err

@@ -25,7 +25,7 @@ def _int_at_least(low: int, what: str) -> Any:
 
 seed_value = _int_at_least(0, "seeds are integers >= 0, e.g. --seed 0 1 2")
 positive_int = _int_at_least(1, "use an integer >= 1, e.g. --parallel 2")
-nonnegative_int = _int_at_least(0, "use an integer >= 0 (0: one thread per cell)")
+nonnegative_int = _int_at_least(0, "use an integer >= 0, e.g. --threads 1 (0: one thread per cell)")
 
 
 def add_grid_parser(sub: Any, *, results: Path, leaderboard: Path, wandb_modes: tuple[str, ...]) -> None:

@@ -30,6 +30,7 @@ import torch
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 
 from mia_bench.config import TrainerConfig
+from mia_bench.errors import ConfigError
 
 # strategies whose DDP wrapper expects every parameter to get a gradient in every backward pass
 _STRICT_DDP = ("ddp", "ddp_spawn", "ddp_fork", "ddp_notebook")
@@ -42,6 +43,26 @@ def defense_strategy(strategy: str, n_players: int) -> str:
     if n_players > 1 and strategy in _STRICT_DDP:
         return f"{strategy}_find_unused_parameters_true"
     return strategy
+
+
+def refuse_multiprocess(defense: str, trainer: TrainerConfig | L.Trainer) -> None:
+    """Raise a ConfigError naming the fix when `trainer` (the run's config, or a Trainer being set up)
+    would train `defense` on more than one process. For the DP defenses: their Poisson / shard sampling
+    and their privacy accountant are written for one stream of batches on one process."""
+    if isinstance(trainer, L.Trainer):
+        from lightning.pytorch.strategies import SingleDeviceStrategy
+
+        single = trainer.world_size == 1 and isinstance(trainer.strategy, SingleDeviceStrategy)
+        asked = [f"trainer.strategy=... (a {type(trainer.strategy).__name__})", f"trainer.devices={trainer.num_devices}"]
+    else:
+        asked = [f"trainer.{key}={value}" for key, value, ok in (
+            ("strategy", trainer.strategy, not trainer.strategy.startswith(("ddp", "fsdp", "deepspeed"))),
+            ("devices", trainer.devices, trainer.devices == 1), ("num_nodes", trainer.num_nodes, trainer.num_nodes == 1))
+            if not ok]
+        single = not asked
+    if not single:
+        raise ConfigError(f"{defense}: DP defenses train on one process: drop {' / '.join(asked)} "
+                          "(their sampling and privacy accounting assume one stream of batches)")
 
 
 def single_process(trainer: TrainerConfig) -> TrainerConfig:

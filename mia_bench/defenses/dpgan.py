@@ -21,14 +21,24 @@ BatchNorm (per-sample gradients need independent samples); `d_norm: layer` adds 
 
 Budget (digits, 8000 generator steps = 8000 private D steps, q = 64/300): the defaults ask for
 epsilon = 10 at delta = 1e-5 (DP-CGAN reports 9.6 on MNIST), which Opacus meets with sigma ~ 10 here:
-300 members give little subsampling amplification, so the noise is large. Under a multi-process strategy
-every rank takes its own Poisson batch and its own noise (a per-rank generator), the ranks' updates are
-averaged (post-processing) and the accountant counts every rank's step.
+300 members give little subsampling amplification, so the noise is large.
+
+Randomness the guarantee rests on: the noise and the Poisson draws must be unknown to the attacker, and
+the run's seed is published with its record. By default (`deterministic_noise: false`) the noise comes
+from a torch.Generator seeded with 64 bits from os.urandom, drawn with Opacus's secure_mode (the sum of
+four Gaussians, against floating-point attacks on the sampler), and the data module's Poisson stream is
+re-seeded from os.urandom before its loader is built; two runs with one seed then differ.
+Opacus's fully secure mode (torchcsprng) cannot be installed for this torch, so the generator itself
+is not a CSPRNG, only seeded from one. `deterministic_noise: true` (tests, debugging) seeds both from the
+run seed: reproducible, and no privacy against anyone who knows the seed. `privacy_report()` says which.
+Training runs on one process only (multi-process strategies are refused before training starts): split
+Poisson draws with a per-rank denominator would misweight or overcharge the mechanism.
 """
 
 from __future__ import annotations
 
 import math
+import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +52,7 @@ from opacus.optimizers import DPOptimizerFastGradientClipping
 from mia_bench.data.datamodule import MembershipDataModule
 from mia_bench.data.datasets import DataInfo
 from mia_bench.defenses.base import Defense, register
+from mia_bench.distributed import refuse_multiprocess
 from mia_bench.errors import ConfigError
 from mia_bench.nets.losses import ns_g_loss
 from mia_bench.nets.mlp import MLPDiscriminator, MLPGenerator
@@ -62,6 +73,12 @@ class DPGANConfig:
     lr_d: float = 2e-4
     beta1: float = 0.5
     beta2: float = 0.999
+    deterministic_noise: bool = False  # true: noise and Poisson draws from the run seed (tests only: not private)
+
+
+SEEDED = "run seed (deterministic_noise=true): reproducible, no privacy against whoever knows the seed"
+NOISE_SOURCE = "os.urandom (64-bit seed of a torch.Generator; Opacus secure_mode sampling; not torchcsprng)"
+SAMPLING_SOURCE = "os.urandom (re-seeds the data module's Poisson stream, whose sampler seed keeps 31 bits)"
 
 
 @register("dpgan")
@@ -94,7 +111,6 @@ class DPGAN(Defense):
         self.accountant = RDPAccountant()
         self.sigma = config.noise_multiplier
         self.sample_rate = 0.0
-        self.world_size = 1
 
     @property
     def batch_sampling(self) -> str:
@@ -102,6 +118,14 @@ class DPGAN(Defense):
 
     def prepare(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """Keep the uniform label prior: the members' class counts are not released without noise."""
+
+    def setup(self, stage: str) -> None:
+        """Before any step: refuse a multi-process strategy, and (unless `deterministic_noise`) re-seed
+        the data module's Poisson stream from os.urandom (its loader is built after this hook)."""
+        refuse_multiprocess(self.name, self.trainer)
+        dm = getattr(self.trainer, "datamodule", None)
+        if isinstance(dm, MembershipDataModule) and not self.config.deterministic_noise:
+            dm.seed = secrets.randbits(63)
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         c = self.config
@@ -111,23 +135,22 @@ class DPGAN(Defense):
         betas = (c.beta1, c.beta2)
         opt_g = torch.optim.Adam(self.players["generator"].parameters(), lr=c.lr_g, betas=betas)
         opt_d = torch.optim.Adam(self.players["discriminator"].parameters(), lr=c.lr_d, betas=betas)
-        self.make_private(opt_d, sample_rate=float(dm.sample_rate), steps=int(dm.num_batches),
-                          world_size=int(self.trainer.world_size), rank=self.global_rank)
+        self.make_private(opt_d, sample_rate=float(dm.sample_rate), steps=int(dm.num_batches))
         return [opt_g, opt_d]
 
-    def make_private(self, opt_d: torch.optim.Optimizer, *, sample_rate: float, steps: int, world_size: int = 1,
-                     rank: int = 0) -> None:
-        """Wrap D's optimizer for DP-SGD at Poisson rate `sample_rate` over `steps` D steps (all ranks);
-        sigma is solved here when the config gives a target epsilon. Noise comes from a per-rank generator."""
+    def make_private(self, opt_d: torch.optim.Optimizer, *, sample_rate: float, steps: int) -> None:
+        """Wrap D's optimizer for DP-SGD at Poisson rate `sample_rate` over `steps` D steps; sigma is solved
+        here when the config gives a target epsilon. Noise: module docstring (`deterministic_noise`)."""
         c = self.config
-        self.sample_rate, self.world_size = sample_rate, world_size
+        self.sample_rate = sample_rate
         if c.noise_multiplier is None:
             self.sigma = float(get_noise_multiplier(target_epsilon=c.target_epsilon, target_delta=c.delta,
                                                     sample_rate=sample_rate, steps=steps, accountant="rdp"))
-        noise = torch.Generator(device=self.device).manual_seed(torch.initial_seed() + rank)
+        seed = torch.initial_seed() if c.deterministic_noise else secrets.randbits(64)
+        noise = torch.Generator(device=self.device).manual_seed(seed)
         self.dp = DPOptimizerFastGradientClipping(opt_d, noise_multiplier=float(self.sigma or 0.0),
-                                                  max_grad_norm=c.max_grad_norm,
-                                                  expected_batch_size=self.expected_batch, generator=noise)
+                                                  max_grad_norm=c.max_grad_norm, expected_batch_size=self.expected_batch,
+                                                  generator=noise, secure_mode=not c.deterministic_noise)
         self.accountant = RDPAccountant()
         self.dp.attach_step_hook(self.accountant.get_optimizer_hook_fn(sample_rate=sample_rate))
 
@@ -148,6 +171,7 @@ class DPGAN(Defense):
         the accountant one step. x: (n, *shape), n may be 0 (an empty Poisson draw: noise only)."""
         assert self.dp is not None, "configure_optimizers has not run"
         D = self.players["discriminator"]
+        self.dp.zero_grad(set_to_none=True)  # every step, the empty one too: Opacus refuses a used gradient
         if x.shape[0] == 0:
             for p in self.dp.params:
                 p.grad = torch.zeros_like(p)
@@ -162,7 +186,6 @@ class DPGAN(Defense):
                 coef = self._gsm.get_clipping_coef()  # (n,) min(1, C / ||g_i||)
             finally:
                 self._gsm.disable_hooks()  # off for everything else, or Opacus sees grad accumulation
-            self.dp.zero_grad(set_to_none=True)
             self.run_backward((coef * losses).sum())  # pass 2: .grad = sum_i clip(g_i)
         self.dp.pre_step()
 
@@ -175,9 +198,6 @@ class DPGAN(Defense):
             self.private_real_term(batch["x"], y)
             loss_fake = F.softplus(D(fake.detach(), yf)).mean()
             self.manual_backward(loss_fake)  # accumulates onto the sanitized real term, uncharged
-            if self.world_size > 1:
-                for p in D.parameters():
-                    p.grad = self.trainer.strategy.reduce(p.grad, reduce_op="mean")
             opt_d.step()
         with self.playing("generator") as step:
             loss_g = ns_g_loss(D(fake, yf))
@@ -186,8 +206,8 @@ class DPGAN(Defense):
             self.log_dict({"loss/d_fake": loss_fake.detach(), "loss/g": loss_g.detach()})
 
     def privacy_history(self) -> list[tuple[float, float, int]]:
-        """(sigma, q, steps) compositions, every rank's steps counted."""
-        return [(float(s), float(q), int(n) * self.world_size) for s, q, n in self.accountant.history]
+        """(sigma, q, steps) compositions."""
+        return [(float(s), float(q), int(n)) for s, q, n in self.accountant.history]
 
     def privacy_report(self) -> dict[str, Any]:
         """epsilon at delta from Opacus's RDP accountant, with its inputs; empty when there is no finite
@@ -201,7 +221,10 @@ class DPGAN(Defense):
         return {"epsilon": float(eps), "delta": self.config.delta, "accountant": "opacus.rdp",
                 "rdp_order": float(order), "noise_multiplier": float(self.sigma or 0.0),
                 "sample_rate": self.sample_rate, "steps": int(steps), "max_grad_norm": self.config.max_grad_norm,
-                "unit": "one member record (add/remove), discriminator and generator"}
+                "unit": "one member record (add/remove), discriminator and generator",
+                "deterministic_noise": self.config.deterministic_noise,
+                "noise_source": SEEDED if self.config.deterministic_noise else NOISE_SOURCE,
+                "sampling_source": SEEDED if self.config.deterministic_noise else SAMPLING_SOURCE}
 
     def checkpoint_extra(self) -> dict[str, Any]:
         return {"history": [list(h) for h in self.privacy_history()], "sigma": self.sigma,
@@ -209,5 +232,4 @@ class DPGAN(Defense):
 
     def load_checkpoint_extra(self, extra: dict[str, Any]) -> None:
         self.accountant.history = [(float(s), float(q), int(n)) for s, q, n in extra.get("history", [])]
-        self.world_size = 1  # the stored history already counts every rank
         self.sigma, self.sample_rate = extra.get("sigma"), float(extra.get("sample_rate", 0.0))

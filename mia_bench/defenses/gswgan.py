@@ -30,10 +30,19 @@ Budget (digits: 300 members, 8000 generator steps, B = 64 generated samples per 
   code's 2000, whose K * 2000 warm-up iterations dwarf its 20,000 main ones): a D step costs about as
   much as a generator step here, so 5 critic steps would more than double the run. Each D_k still takes
   ~180 updates on its 3 records.
+Randomness the guarantee rests on: the sanitizer's noise and the choice of shard k must be unknown to the
+attacker, and the run's seed is published. By default (`deterministic_noise: false`) the noise comes
+from a torch.Generator seeded with 64 bits from os.urandom and the data module's shard stream is re-seeded
+from os.urandom before its loader is built, so two runs with one seed differ (the shard partition itself
+stays seeded: it may be public). torchcsprng cannot be installed for this torch: the generator is seeded
+from, not itself, a CSPRNG. `deterministic_noise: true` (tests) seeds both from the run seed: reproducible,
+and no privacy against anyone who knows it. `privacy_report()` says which. Training runs on one process
+only (multi-process strategies are refused before training starts).
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -48,10 +57,14 @@ from torch.optim.swa_utils import AveragedModel
 from mia_bench.data.datamodule import MembershipDataModule
 from mia_bench.data.datasets import DataInfo
 from mia_bench.defenses.base import Defense, register
+from mia_bench.distributed import refuse_multiprocess
 from mia_bench.errors import ConfigError
 from mia_bench.nets.losses import gradient_penalty, wgan_g_loss
 from mia_bench.nets.mlp import MLPDiscriminator, MLPGenerator
 
+SEEDED = "run seed (deterministic_noise=true): reproducible, no privacy against whoever knows the seed"
+NOISE_SOURCE = "os.urandom (64-bit seed of a torch.Generator; not torchcsprng)"
+SAMPLING_SOURCE = "os.urandom (re-seeds the data module's shard stream, whose sampler seed keeps 31 bits)"
 SENSITIVITY = 2.0  # replace-one adjacency: two clipped gradients differ by up to 2 C (the code's constant)
 
 
@@ -96,6 +109,7 @@ class GSWGANConfig:
     lr: float = 1e-4
     beta1: float = 0.5
     beta2: float = 0.9
+    deterministic_noise: bool = False  # true: noise and shard draws from the run seed (tests only: not private)
 
 
 @register("gswgan")
@@ -134,8 +148,7 @@ class GSWGAN(Defense):
         self.released.requires_grad_(False)
         self.sigma = config.noise_multiplier
         self.g_batch = 0  # generated samples per generator step (B): set from the data module
-        self.done_steps = 0  # sanitized generator steps, every rank counted
-        self.world_size = 1
+        self.done_steps = 0  # sanitized generator steps
         self.noise_gen: torch.Generator | None = None
 
     @property
@@ -175,6 +188,14 @@ class GSWGAN(Defense):
         scores = torch.stack([D(x, yv) for D in self.critics])  # (K, N)
         return scores.max(0).values if self.config.disc_reduce == "max" else scores.mean(0)
 
+    def setup(self, stage: str) -> None:
+        """Before any step: refuse a multi-process strategy, and (unless `deterministic_noise`) re-seed
+        the data module's shard stream from os.urandom (its loader is built after this hook)."""
+        refuse_multiprocess(self.name, self.trainer)
+        dm = getattr(self.trainer, "datamodule", None)
+        if isinstance(dm, MembershipDataModule) and not self.config.deterministic_noise:
+            dm.seed = secrets.randbits(63)
+
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         c = self.config
         dm = getattr(self.trainer, "datamodule", None)
@@ -186,8 +207,8 @@ class GSWGAN(Defense):
             self.sigma = float(get_noise_multiplier(target_epsilon=c.target_epsilon, target_delta=c.delta,
                                                     sample_rate=1 / c.n_discriminators,
                                                     steps=max(steps, 1) * self.g_batch, accountant="rdp"))
-        self.world_size = int(self.trainer.world_size)
-        self.noise_gen = torch.Generator(device=self.device).manual_seed(torch.initial_seed() + self.global_rank)
+        seed = torch.initial_seed() if c.deterministic_noise else secrets.randbits(64)
+        self.noise_gen = torch.Generator(device=self.device).manual_seed(seed)
         return [torch.optim.Adam(self.players[p].parameters(), lr=c.lr, betas=(c.beta1, c.beta2))
                 for p in self.player_order]
 
@@ -236,7 +257,7 @@ class GSWGAN(Defense):
         finally:
             D.requires_grad_(True)
         self.released.update_parameters(G)
-        self.done_steps += self.world_size
+        self.done_steps += 1
         if self.should_log(batch_idx):
             self.log_dict({"loss/d": loss_d.detach(), "loss/g": loss_g.detach()})
 
@@ -255,7 +276,10 @@ class GSWGAN(Defense):
         return {"epsilon": float(eps), "delta": c.delta, "accountant": "opacus.rdp (subsampled Gaussian)",
                 "rdp_order": float(order), "noise_multiplier": float(self.sigma or 0.0), "sample_rate": q,
                 "steps": self.done_steps, "compositions": compositions, "clip_bound": c.clip_bound,
-                "unit": "one member record (replace-one), generator and released samples only"}
+                "unit": "one member record (replace-one), generator and released samples only",
+                "deterministic_noise": c.deterministic_noise,
+                "noise_source": SEEDED if c.deterministic_noise else NOISE_SOURCE,
+                "sampling_source": SEEDED if c.deterministic_noise else SAMPLING_SOURCE}
 
     def checkpoint_extra(self) -> dict[str, Any]:
         return {"sigma": self.sigma, "g_batch": self.g_batch, "done_steps": self.done_steps}

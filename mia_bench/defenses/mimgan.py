@@ -3,21 +3,34 @@ ALGORITHMS.md 2.2.
 
 RECONSTRUCTED from the paper's abstract only ("uses a variational representation of the mutual information
 to minimize the information that a synthetic sample might leak about the whole training data set"); the
-pairing and the loss below are our placeholder [rec], and records carry the `reconstructed` label.
+coupling and the loss below are our choice [rec], and records carry the `reconstructed` label.
 
-A statistics network T (its own player and optimizer) estimates I(X~; X), the information a released sample
-X~ = G(z) carries about the training records, with a variational lower bound (mia_bench.nets.mi):
+What leaks is information about *which* records trained G. A statistics network T (its own player and
+optimizer) estimates I(M; d_G(X)) with a variational lower bound (mia_bench.nets.mi, `discrete_mi_bound`):
 
-    joint pairs     (x~, nn(x~))   nn(x~) = the member closest to x~ (L2, over the whole training set)
-    marginal pairs  (x~, x')       x' a member drawn uniformly, independently of x~
-    I^  = E_joint[T] - log E_marginal[exp T]            (bound="dv"; "nwj": E_joint[T] - E_marg[e^(T-1)])
+    X       a record of the pool  members (M = 1)  U  the defender's reference records (M = 0),
+            one loader batch of each (equal sizes, so p(M = 1) = 1/2)
+    d_G(X)  the L2 distance from X to the nearest of `mi_samples` fresh generated samples (GAN-Leaks'
+            full black-box statistic); differentiable in the nearest sample, the choice of it is not
+    I^      = E_joint[T(d, m)] - log E_{d} sum_m p(m) exp T(d, m)      (bound="dv"; "nwj" likewise)
 
-How the paper couples a synthetic sample with the training set is unknown; the nearest-member coupling is
-our choice because memorisation is exactly what makes x~ informative about its nearest member. Per batch:
+I(M; d_G(X)) lies in [0, log 2]. It is 0 whenever G is independent of which pool records are members
+(members and reference records are exchangeable for such a G, so d_G(X) has the same law under M = 0 and
+M = 1), and it grows as G copies members: a G that releases members exactly puts d = 0 on members only,
+and I -> log 2. T reads only the distance, not the record, so it cannot learn the split itself.
+Why not the coupling this file used before (each sample paired with its nearest member, against uniform
+members): the pair's second element is a function of the first, so KL(joint || marginal) = log n for every
+G, and G was only pushed against T's output bound. Any coupling built from members alone shares the flaw
+in a weaker form (a good G that never saw a member is still near members), hence the reference set.
 
-    D: softplus(-l(x)) + softplus(l(G(z)))     T: maximise I^ on detached fakes     G: softplus(-l(G(z))) + beta I^
+Per batch (members x, reference ref_x):
 
-The members are kept in a non-persistent buffer for the nearest-member search: never in a checkpoint.
+    D: softplus(-l(x)) + softplus(l(G(z)))
+    T: maximise I^ on detached samples
+    G: softplus(-l(G(z))) + beta * I^      (pushes the samples nearest to members away, those nearest to
+                                            reference records closer, until distances carry no membership)
+
+Assumption (as MP-GAN): the defender holds reference data from the same distribution (`needs_reference`).
 """
 
 from __future__ import annotations
@@ -31,70 +44,73 @@ from mia_bench.defenses.base import register
 from mia_bench.defenses.mlp_game import MLPGame, MLPGameConfig
 from mia_bench.nets.distance import pairwise_sq_dist
 from mia_bench.nets.losses import ns_d_loss, ns_g_loss
-from mia_bench.nets.mi import MI_BOUNDS, StatisticsNetwork, mi_bound
+from mia_bench.nets.mi import MI_BOUNDS, StatisticsNetwork, discrete_mi_bound
 
 
 @dataclass
 class MIMGANConfig(MLPGameConfig):
-    beta: float = 0.1  # weight of the MI estimate in G's loss (0 = plain GAN with a passive estimator); 1 collapses G
+    beta: float = 1.0  # weight of the MI estimate (nats, <= log 2) in G's loss; 0 = passive estimator
     bound: str = "dv"  # "dv" (Donsker-Varadhan / MINE) | "nwj"
-    t_hidden: list[int] = field(default_factory=lambda: [128, 64])
-    t_bound: float = 5.0  # T's output squashed to (-t_bound, t_bound) so the estimate cannot diverge; 0 = off
-    lr_t: float = 2e-4
+    mi_samples: int = 256  # generated samples the pool records' nearest distances are taken over
+    t_hidden: list[int] = field(default_factory=lambda: [64, 32])
+    t_bound: float = 5.0  # T's scores squashed to (-t_bound, t_bound) so the estimate cannot diverge; 0 = off
+    lr_t: float = 1e-3  # T must track G: at 2e-4 it lags and the penalty acts late (or not at all)
 
 
 @register("mimgan")
 class MIMGAN(MLPGame):
-    """GAN whose generator also minimises a variational MI estimate between its samples and the members.
-
-    Reconstructed from the abstract of arXiv 2311.03172 (see the module docstring)."""
+    """GAN whose generator also minimises a variational estimate of the information its samples carry
+    about which records are members. Reconstructed from the abstract of arXiv 2311.03172 (module docstring)."""
 
     Config = MIMGANConfig
     player_order = ("generator", "discriminator", "statistics")
+    needs_reference = True
     reconstructed = True
-    members: torch.Tensor  # non-persistent buffer (n_train, *shape)
 
     def __init__(self, *, config: MIMGANConfig, info: DataInfo, n_train: int) -> None:
         super().__init__(config=config, info=info, n_train=n_train)
         if config.bound not in MI_BOUNDS:
             raise ValueError(f"defense.bound must be one of {', '.join(MI_BOUNDS)}, got {config.bound!r}")
-        if config.beta < 0:
-            raise ValueError(f"defense.beta must be >= 0, got {config.beta}")
-        self.players["statistics"] = StatisticsNetwork(in_shape=info.shape, hidden=config.t_hidden,
+        if config.beta < 0 or config.mi_samples < 1:
+            raise ValueError(f"need defense.beta >= 0 and defense.mi_samples >= 1, got {config.beta}, "
+                             f"{config.mi_samples}")
+        self.players["statistics"] = StatisticsNetwork(in_features=1, n_values=2, hidden=config.t_hidden,
                                                           out_bound=config.t_bound)
-        self.register_buffer("members", torch.zeros(0, *info.shape), persistent=False)
-
-    def prepare(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        super().prepare(x, y)
-        self.members = x.detach().clone().to(self.label_prior.device)
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         return [*super().configure_optimizers(), self.adam("statistics", self.config.lr_t)]
 
-    def mi_estimate(self, fake: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """I^(X~; X) in nats (scalar) on (B, *shape) samples, differentiable in `fake` and in T.
+    def nearest_distances(self, records: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        """(N, *shape) records, (S, *shape) samples -> (N,) distance of each record to its nearest sample,
+        per coordinate (L2 / sqrt(dim)); differentiable in `fake` through the chosen sample."""
+        r, f = records.flatten(1), fake.flatten(1)
+        with torch.no_grad():  # the choice of the nearest sample is a selection, not differentiated
+            nearest = pairwise_sq_dist(r, f).argmin(dim=1)
+        return ((r - f[nearest]).pow(2).mean(1) + 1e-12).sqrt()
 
-        The marginal partners are drawn from `generator` (a CPU generator; None = the global one)."""
-        if self.members.shape[0] == 0:
-            raise RuntimeError("mimgan needs its members: call prepare(x, y) before training or estimating")
-        with torch.no_grad():  # the coupling is a selection, not a function G could be differentiated through
-            nearest = pairwise_sq_dist(fake.flatten(1), self.members.flatten(1)).argmin(dim=1)
-            partner = torch.randint(self.members.shape[0], (fake.shape[0],), generator=generator).to(fake.device)
-        T = self.players["statistics"]
-        return mi_bound(self.config.bound, T(fake, self.members[nearest]), T(fake, self.members[partner]))
+    def mi_estimate(self, fake: torch.Tensor, x: torch.Tensor, ref_x: torch.Tensor) -> torch.Tensor:
+        """I^(M; d_G(X)) in nats (scalar, <= log 2) from (S, *shape) samples, (B, *shape) members and
+        (B, *shape) reference records; differentiable in `fake` and in T."""
+        if x.shape[0] != ref_x.shape[0]:
+            raise ValueError(f"mimgan pairs equal member and reference batches, got {x.shape[0]} and {ref_x.shape[0]}")
+        d = self.nearest_distances(torch.cat([x, ref_x]), fake)  # (2B,)
+        m = torch.cat([torch.ones(x.shape[0]), torch.zeros(ref_x.shape[0])]).long().to(d.device)
+        prior = torch.full((2,), 0.5, device=d.device)
+        return discrete_mi_bound(self.config.bound, self.players["statistics"](d[:, None]), m, prior)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         D = self.players["discriminator"]
-        x, n, y = batch["x"], batch["x"].shape[0], self.batch_labels(batch)
+        x, ref_x, n, y = batch["x"], batch["ref_x"], batch["x"].shape[0], self.batch_labels(batch)
         fake, yf = self.draw_fakes(n)
+        probe, _ = self.draw_fakes(self.config.mi_samples)  # the samples the distances are taken to
         with self.playing("discriminator") as step:
             loss_d = ns_d_loss(D(x, y), D(fake.detach(), yf))
             step(loss_d)
         with self.playing("statistics") as step:
-            mi_t = self.mi_estimate(fake.detach())
+            mi_t = self.mi_estimate(probe.detach(), x, ref_x)
             step(-mi_t)  # T tightens the lower bound
         with self.playing("generator") as step:
-            mi_g = self.mi_estimate(fake)
+            mi_g = self.mi_estimate(probe, x, ref_x)
             loss_g = ns_g_loss(D(fake, yf)) + self.config.beta * mi_g
             step(loss_g)
         if self.should_log(batch_idx):

@@ -9,13 +9,15 @@ of marginals P(a)P(b), both bounds below satisfy bound <= I(A; B) for every T, w
 I_NWJ <= I_DV for the same T. The DV minibatch estimate has a biased gradient (the log of a mean); MINE
 corrects it with a moving average, NWJ needs no correction but has a higher variance. A critic maximises
 the bound to estimate I; a model that wants to leak less minimises the same estimate.
+
+When B is discrete with a known prior p(b) (`discrete_mi_bound`), the marginal expectation needs no
+shuffled pairs: E_{P(a)P(b)}[f(T)] = E_a[sum_b p(b) f(T(a, b))], computed exactly over every value of b.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from math import prod
 
 import torch
 from torch import nn
@@ -42,31 +44,45 @@ def mi_bound(kind: str, t_joint: torch.Tensor, t_marginal: torch.Tensor) -> torc
     raise ValueError(f"unknown MI bound {kind!r}; use one of {', '.join(MI_BOUNDS)}")
 
 
-class StatisticsNetwork(nn.Module):
-    """T(a, b): (B, *shape) x (B, *shape) -> (B,) real score, higher = judged a joint (dependent) pair.
+def discrete_mi_bound(kind: str, scores: torch.Tensor, b: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
+    """The bound `kind` on I(A; B) for a discrete B with K values: scalar, nats, at most H(B).
 
-    The MLP reads [a, b, |a - b|] so that closeness of the two records, the dependence that memorisation
-    creates, is directly visible to it. With `out_bound` > 0 the score is squashed to (-out_bound, out_bound)
-    by a scaled tanh: the DV and NWJ minibatch estimates then stay finite (their value is at most about
-    2 * out_bound) and so do the gradients a model gets from minimising them.
+    scores: (N, K) T(a_i, b) for every value b of B; b: (N,) int64, the value paired with a_i in the
+    joint sample; prior: (K,) p(b), summing to 1. The marginal term is exact over B (module docstring)."""
+    if scores.dim() != 2 or scores.shape[1] != prior.numel() or b.shape != scores.shape[:1]:
+        raise ValueError(f"scores (N, K), b (N,) and prior (K,) disagree: {tuple(scores.shape)}, "
+                         f"{tuple(b.shape)}, {tuple(prior.shape)}")
+    t_joint = scores.gather(1, b[:, None]).squeeze(1)
+    log_prior = prior.to(scores.dtype).log()
+    if kind == "dv":
+        return t_joint.mean() - (torch.logsumexp(scores + log_prior, dim=(0, 1)) - math.log(scores.shape[0]))
+    if kind == "nwj":
+        return t_joint.mean() - (torch.exp(scores - 1.0) * prior.to(scores.dtype)).sum(1).mean()
+    raise ValueError(f"unknown MI bound {kind!r}; use one of {', '.join(MI_BOUNDS)}")
+
+
+class StatisticsNetwork(nn.Module):
+    """T(a, b) for a discrete b: (B, in_features) -> (B, n_values) real scores, column b = T(a, b), higher
+    = judged a joint (dependent) pair. One MLP trunk with one output per value of b.
+
+    With `out_bound` > 0 the scores are squashed to (-out_bound, out_bound) by a scaled tanh: the DV and
+    NWJ minibatch estimates then stay finite and so do the gradients a model gets from minimising them.
     """
 
-    def __init__(self, *, in_shape: Sequence[int], hidden: Sequence[int] = (128, 64), out_bound: float = 0.0) -> None:
+    def __init__(self, *, in_features: int, n_values: int = 2, hidden: Sequence[int] = (64, 32),
+                 out_bound: float = 0.0) -> None:
         super().__init__()
         if out_bound < 0:
             raise ValueError(f"out_bound must be >= 0 (0 = unbounded), got {out_bound}")
         self.out_bound = out_bound
-        width = 3 * prod(in_shape)
+        width = in_features
         layers: list[nn.Module] = []
         for h in hidden:
             layers += [nn.Linear(width, h), nn.LeakyReLU(0.2)]
             width = h
-        layers.append(nn.Linear(width, 1))
+        layers.append(nn.Linear(width, n_values))
         self.net = nn.Sequential(*layers)
 
-    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        a, b = a.flatten(1), b.flatten(1)
-        if a.shape != b.shape:
-            raise ValueError(f"statistics network pairs must have equal shapes, got {tuple(a.shape)} and {tuple(b.shape)}")
-        t = self.net(torch.cat([a, b, (a - b).abs()], dim=1)).squeeze(1)
+    def forward(self, a: torch.Tensor) -> torch.Tensor:
+        t = self.net(a.flatten(1))
         return self.out_bound * torch.tanh(t / self.out_bound) if self.out_bound else t

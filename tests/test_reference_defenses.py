@@ -1,5 +1,6 @@
-"""The reference defenses' mechanisms: DP-SGD clipping and noise, GS-WGAN's sanitizer, the privacy
-accounting against Opacus's RDP functions, and shard isolation (checked on record ids)."""
+"""The reference defenses' mechanisms: DP-SGD clipping and noise, GS-WGAN's sanitizer and EMA release, the
+privacy accounting against Opacus's RDP functions, shard isolation (checked on record ids), DP-CGAN's
+uniform labels, PAR-GAN's critic rounds and privGAN's privacy term."""
 
 import lightning as L
 import numpy as np
@@ -104,17 +105,20 @@ def test_random_shard_serves_one_shard_per_generator_step():
 
 
 # ---- DP-SGD on the discriminator ------------------------------------------------------------------------
-def _private(conditional, sigma, clip=0.05):
+def _private(conditional, sigma, clip=0.05, d_norm="none"):
     torch.manual_seed(0)
-    m = _model("dpgan", conditional=conditional, noise_multiplier=sigma, target_epsilon=None, max_grad_norm=clip)
+    m = _model("dpgan", conditional=conditional, noise_multiplier=sigma, target_epsilon=None, max_grad_norm=clip,
+               d_norm=d_norm, deterministic_noise=True)
     D = m.players["discriminator"]
     m.make_private(torch.optim.Adam(D.parameters()), sample_rate=64 / 300, steps=10)
     return m, D
 
 
-@pytest.mark.parametrize("conditional", [False, True])
-def test_dp_sgd_clips_every_real_per_sample_gradient_to_c(conditional):
-    m, D = _private(conditional, sigma=0.0)
+@pytest.mark.parametrize("conditional,d_norm", [(False, "none"), (True, "none"), (True, "layer")])
+def test_dp_sgd_clips_every_real_per_sample_gradient_to_c(conditional, d_norm):
+    """Also for DP-CGAN with LayerNorm in D: ghost clipping must measure the LayerNorm parameters' share of
+    every per-sample norm (a norm layer that mixed samples, BatchNorm, would break the per-sample view)."""
+    m, D = _private(conditional, sigma=0.0, d_norm=d_norm)
     data = _unique_data()
     x, y = data.x[:12], m.label_vector(data.y[:12]) if conditional else None
     clipped, raw_norms = [], []
@@ -242,15 +246,94 @@ def test_privgan_releases_every_generator_and_scores_max_or_mean():
     torch.testing.assert_close(torch.sigmoid(mean.discriminate(x)), torch.sigmoid(logits).mean(0))
 
 
-@pytest.mark.parametrize("name,params", [
-    ("dpgan", {"conditional": True, "d_norm": "layer"}),  # DP-CGAN, LayerNorm in D
-    ("pargan", {"loss": "wgan-gp", "optimizer": "rmsprop", "n_d": 2, "disc_reduce": "mean"}),
-    ("gswgan", {"conditional": False, "n_discriminators": 10, "disc_reduce": "mean"}),
-])
-def test_variants_train_release_and_score(name, params):
-    model = _fit(name, _unique_data(), 4, **params)
+# ---- the variants' own behaviour ---------------------------------------------------------------------------
+def test_dp_cgan_releases_uniform_labels_whatever_the_members_classes():
+    """DP-CGAN's fake and released labels are uniform: the members' class counts are never released without
+    noise. Members all of class 3: a prior taken from them would release class 3 only."""
+    data = _unique_data()
+    data = ArrayDataset(x=data.x, y=torch.full_like(data.y, 3), info=INFO)
+    model = _fit("dpgan", data, 4, conditional=True, d_norm="layer", deterministic_noise=True)
+    torch.testing.assert_close(model.label_prior, torch.full((10,), 0.1))
+    released = model.sample(2000, generator=torch.Generator().manual_seed(0))
+    share = torch.bincount(released.y, minlength=10).double() / 2000
+    assert (share - 0.1).abs().max() < 0.03  # Binomial(2000, 0.1)/2000: sd 0.0067
+    assert model.privacy_report()["steps"] == 4
+
+
+class OptimizerSteps(L.Callback):
+    """Counts each optimizer's steps and keeps a copy of the parameters after every step of `record`."""
+
+    def __init__(self, record: int | None = None) -> None:
+        self.counts, self.record, self.after = {}, record, []
+
+    def on_train_start(self, trainer, pl_module):
+        for i, opt in enumerate(trainer.optimizers):
+            self.counts[i] = 0
+
+            def post(opt, args, kwargs, i=i):
+                self.counts[i] += 1
+                if i == self.record:
+                    self.after.append([p.detach().clone() for g in opt.param_groups for p in g["params"]])
+
+            opt.register_step_post_hook(post)
+
+
+def test_pargan_wgan_gp_variant_keeps_shards_apart_and_takes_n_d_critic_rounds():
+    data = _unique_data()
+    seen, steps = SeenIds(data, stacked=True), OptimizerSteps()
+    model = _fit("pargan", data, 4, callbacks=[seen, steps], loss="wgan-gp", optimizer="rmsprop", n_d=2,
+                 disc_reduce="mean")
+    seen.check(data, 4)  # every D_i saw only its own shard, in the WGAN-GP variant too
+    assert sorted(seen.seen) == list(range(4))
+    assert steps.counts == {0: 4, 1: 8}  # n_d = 2 critic rounds per generator step
+    assert all(isinstance(o, torch.optim.RMSprop) for o in model.configure_optimizers())
+    x = torch.rand(9, 1, 8, 8) * 2 - 1
+    assert not model.discriminator_is_logit  # critic scores: averaged as they are, not as probabilities
+    torch.testing.assert_close(model.discriminate(x), model.players["discriminators"].every(x).mean(0))
+
+
+def test_gswgan_releases_the_ema_of_the_sanitized_generator_and_averages_its_critics():
+    """Unconditional, K = 10, mean: the released generator is the EMA of the generator's iterates with decay
+    min(n / (n + 1), 0.999) (the code's warm-up), over the sanitized steps only (warm-up trains a throw-away
+    generator); `discriminate` is the mean over the K critics; released samples carry no labels."""
+    steps = OptimizerSteps(record=0)  # optimizer 0: the released generator's
+    model = _fit("gswgan", _unique_data(), 6, callbacks=[steps], conditional=False,
+                 n_discriminators=10, disc_reduce="mean", warmup=0.5, critic_iters=2, deterministic_noise=True)
+    assert steps.counts[0] == 6 and steps.counts[2] == 3  # 6 sanitized steps; warm-up: round(0.5 * 6) = 3
+    avg = steps.after[0]
+    for n, cur in enumerate(steps.after[1:], start=1):
+        decay = min(n / (n + 1), model.config.ema)
+        avg = [decay * a + (1 - decay) * c for a, c in zip(avg, cur, strict=True)]
+    for want, got in zip(avg, model.released.module.parameters(), strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
+    assert not torch.equal(avg[0], steps.after[-1][0])  # the EMA is not the last iterate
     released = model.sample(40, generator=torch.Generator().manual_seed(0))
-    assert released.x.shape == (40, 1, 8, 8) and torch.isfinite(released.x).all()
-    assert (released.y is not None) == bool(params.get("conditional", name == "gswgan"))
-    scores = model.discriminate(torch.rand(9, 1, 8, 8) * 2 - 1, torch.randint(0, 10, (9,)))
-    assert scores.shape == (9,) and torch.isfinite(scores).all()
+    assert released.y is None and released.x.shape == (40, 1, 8, 8)
+    x = torch.rand(9, 1, 8, 8) * 2 - 1
+    torch.testing.assert_close(model.discriminate(x), torch.stack([D(x, None) for D in model.critics]).mean(0))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_privgan_privacy_term_moves_each_generator_towards_the_other_generators_source(seed):
+    """One budgeted step at the shipped privacy_ratio against the same step without the privacy term
+    (privacy_ratio = 0): every player but the generators takes the same step (D_p is identical afterwards),
+    and the privacy term must lower D_p's log-probability of each sample's true generator (the loss
+    targets another generator's index); a sign or target error would raise it."""
+    from mia_bench.config import load_run
+
+    shipped = load_run(suite="digits", defense="privgan").defense_params.privacy_ratio
+    assert shipped > 0
+    z = torch.randn(2000, 32, generator=torch.Generator().manual_seed(9))
+    log_p, d_p = {}, {}
+    for ratio in (shipped, 0.0):
+        cls = DEFENSES.get("privgan")
+        params = component_config(cls.Config, {"disc_epochs": 1, "dp_delay": 0.0, "privacy_ratio": ratio}, "defense")
+        model = fit_defense(defense="privgan", params=params, data=_unique_data(), train_ids=np.arange(300),
+                            seed=seed, trainer=TrainerConfig(max_steps=1, batch_size=64, progress_bar=False))
+        G, Dp = model.players["generators"], model.players["privacy_discriminator"]
+        with torch.no_grad():
+            x = G(z.unsqueeze(0).expand(2, -1, -1))  # (2, 2000, ...): the same latents through each G_j
+            log_p[ratio] = torch.stack([torch.log_softmax(Dp(x[j]), 1)[:, j] for j in range(2)]).mean().item()
+        d_p[ratio] = torch.cat([p.detach().flatten() for p in Dp.parameters()])
+    torch.testing.assert_close(d_p[shipped], d_p[0.0], rtol=0, atol=0)
+    assert log_p[shipped] < log_p[0.0], log_p

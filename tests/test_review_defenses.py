@@ -188,17 +188,34 @@ def _weights(model, player):
     return torch.cat([p.detach().flatten() for p in model.players[player].parameters()])
 
 
+class BatchIds(L.Callback):
+    def __init__(self):
+        self.ids = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.ids.append(batch["idx"].tolist())
+
+
 @pytest.mark.parametrize("name,player,params", [
     ("dpgan", "discriminator", {"noise_multiplier": 1.0, "target_epsilon": None}),
     ("gswgan", "generator", {"n_discriminators": 10, "noise_multiplier": 1.0, "target_epsilon": None,
                              "warmup": 0.0, "critic_iters": 1}),
 ])
 def test_dp_runs_with_one_seed_differ_unless_deterministic_noise(name, player, params):
+    """Noise and batches (DP-GAN's Poisson draws, GS-WGAN's shard choices) differ between two runs with the
+    published seed, unless deterministic_noise; then both runs are identical."""
     data, bs = _unique_data(), 16
-    secure = [_fit(name, data, 3, batch_size=bs, **params) for _ in range(2)]
-    seeded = [_fit(name, data, 3, batch_size=bs, deterministic_noise=True, **params) for _ in range(2)]
+    runs = {}
+    for deterministic in (False, True):
+        batches = [BatchIds(), BatchIds()]
+        models = [_fit(name, data, 3, batch_size=bs, callbacks=[b], deterministic_noise=deterministic, **params)
+                  for b in batches]
+        runs[deterministic] = models, batches
+    (secure, secure_batches), (seeded, seeded_batches) = runs[False], runs[True]
     assert not torch.equal(_weights(secure[0], player), _weights(secure[1], player))
+    assert secure_batches[0].ids != secure_batches[1].ids
     torch.testing.assert_close(_weights(seeded[0], player), _weights(seeded[1], player), rtol=0, atol=0)
+    assert seeded_batches[0].ids == seeded_batches[1].ids
     report, seeded_report = secure[0].privacy_report(), seeded[0].privacy_report()
     assert report["deterministic_noise"] is False and report["noise_source"].startswith("os.urandom")
     assert report["sampling_source"].startswith("os.urandom")

@@ -154,6 +154,7 @@ def test_dp_defense_refuses_a_multi_process_trainer_config(name, overrides):
     with pytest.raises(MiaBenchError, match=f"{name}: DP defenses train on one process: drop {fix} "):
         refuse_multiprocess(name, TrainerConfig(**overrides))
     refuse_multiprocess(name, TrainerConfig())  # one process: accepted
+    assert DEFENSES.get(name).single_process  # the flag the runner and the strategy tests can filter on
 
 
 @pytest.mark.parametrize("name", ["dpgan", "gswgan"])

@@ -40,7 +40,7 @@ from __future__ import annotations
 import math
 import secrets
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -86,6 +86,7 @@ class DPGAN(Defense):
     """GAN whose discriminator is trained with DP-SGD (Opacus) on the real-data term only."""
 
     Config = DPGANConfig
+    single_process: ClassVar[bool] = True  # refused under multi-process strategies (setup)
     _gsm: GradSampleModuleFastGradientClipping
 
     def __init__(self, *, config: DPGANConfig, info: DataInfo, n_train: int) -> None:

@@ -45,7 +45,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import torch
 from opacus.accountants.analysis.rdp import compute_rdp, get_privacy_spent
@@ -117,6 +117,7 @@ class GSWGAN(Defense):
     """K shard discriminators; only the gradient from D into the generated samples is clipped and noised."""
 
     Config = GSWGANConfig
+    single_process: ClassVar[bool] = True  # refused under multi-process strategies (setup)
     player_order = ("generator", "discriminators", "warmup_generator")
 
     def __init__(self, *, config: GSWGANConfig, info: DataInfo, n_train: int) -> None:

@@ -29,7 +29,7 @@ from mia_bench.config import ResolvedRun, TrainerConfig
 from mia_bench.data import ArrayDataset, MembershipSplit, load_dataset
 from mia_bench.data.datamodule import MembershipDataModule
 from mia_bench.defenses import DEFENSES, Defense, Released
-from mia_bench.distributed import RankSetup, defense_strategy, is_global_zero
+from mia_bench.distributed import RankSetup, defense_strategy, is_global_zero, refuse_multiprocess
 from mia_bench.errors import CheckpointError, MiaBenchError
 from mia_bench.guards import (
     TrainingDiverged,
@@ -81,6 +81,8 @@ def fit_defense(*, defense: str, params: Any, trainer: TrainerConfig, data: Arra
                 callbacks: list | None = None) -> Defense:
     """Seed, build and fit `defense` on the records `train_ids` (the target, or a shadow/reference model)."""
     cls = DEFENSES.get(defense)
+    if cls.single_process:
+        refuse_multiprocess(defense, trainer)  # before any process starts: a clear error in the caller
     L.seed_everything(seed, workers=True, verbose=False)
     model = cls(config=params, info=data.info, n_train=int(np.asarray(train_ids).size))
     per_step = model.batches_per_generator_step

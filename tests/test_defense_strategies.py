@@ -1,4 +1,5 @@
-"""Every registered defense trains under a Lightning strategy (two CPU processes, forked DDP)."""
+"""Every registered defense trains under a Lightning strategy (two CPU processes, forked DDP), except the
+DP defenses, which refuse several processes (tests/test_review_defenses.py)."""
 
 import pytest
 import torch
@@ -10,7 +11,7 @@ from mia_bench.runner import train_defense
 
 
 @pytest.mark.ddp
-@pytest.mark.parametrize("name", DEFENSES.names())
+@pytest.mark.parametrize("name", [n for n in DEFENSES.names() if not DEFENSES.get(n).single_process])
 def test_defense_trains_under_ddp_on_two_processes(name, digits):
     resolved = quick(name, "trainer.max_steps=6", "trainer.batch_size=16", "trainer.devices=2",
                      "trainer.strategy=ddp_fork")

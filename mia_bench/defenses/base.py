@@ -40,6 +40,7 @@ class Defense(L.LightningModule):
     trainable: ClassVar[bool] = True  # False: nothing to optimise (the memorizer control)
     is_control: ClassVar[bool] = False
     reconstructed: ClassVar[bool] = False  # loss reconstructed from an abstract/poster, not the paper
+    single_process: ClassVar[bool] = False  # True: refused under multi-process strategies (DP accounting)
     conditional: bool = False
     warmup_batches: int = 0  # loader batches before the budgeted game (set by the runner, see warmup_steps)
     label_prior: torch.Tensor  # buffer (C,)

@@ -351,3 +351,34 @@ def test_every_cli_value_is_validated(argv: list[str], capsys) -> None:
     with pytest.raises(SystemExit) as e:
         main(argv)
     assert e.value.code == 2 and "e.g." in capsys.readouterr().err
+
+
+def test_progress_counts_generator_steps_and_every_attack(tmp_path: Path, monkeypatch) -> None:
+    from mia_bench import progress
+
+    seen: dict[str, list[float]] = {}
+
+    class Recorder(progress.Task):
+        def __init__(self, description: str, total: float | None) -> None:
+            super().__init__(None, None)
+            self.key = description
+            seen[description] = [total or 0, 0]
+
+        def advance(self, n: float = 1) -> None:
+            seen[self.key][1] += n
+
+    import contextlib
+
+    @contextlib.contextmanager
+    def task(description: str, total: float | None):  # noqa: ANN202
+        yield Recorder(description, total)
+
+    monkeypatch.setattr(progress, "task", task)
+    resolved = quick("none", "defense.loss=wgan-gp", "trainer.max_steps=12", "trainer.progress_bar=true",
+                     "utility.enabled=false", *only_attacks("ganleaks_fbb", "lira_fbb"), "attacks.lira_fbb.n_shadows=4")
+    run(resolved, 0, results_dir=tmp_path)
+    train = seen["train none: generator steps"]
+    assert train == [12, 12], "12 generator steps of the budget, not 12 x n_critic loader batches"
+    assert seen["attacks"] == [2, 2]
+    (shadows,) = [v for k, v in seen.items() if "'none' models" in k]
+    assert shadows[0] == shadows[1] > 0

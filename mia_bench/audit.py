@@ -12,20 +12,54 @@ every attack of the suite:
                through the attacker's data).
 
 A check also fails when an attack is missing from a control's record. The CLI prints the checks and exits 1
-when any failed; the control records stay in the results folder like any other run.
+when any failed; the control records stay in the results folder like any other run. A failed memorizer
+check names the settings that decide it for that attack (`budget_knobs`): its own Config's budget fields
+and, for attacks that read the released samples, the suite's release.n_samples.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, replace
 
-from mia_bench.attacks import ATTACKS
+from mia_bench.attacks import ATTACKS, AccessLevel
 from mia_bench.results import RunRecord
 
 CONTROLS = ("memorizer", "independent")
 MEMORIZER_AUC = 0.95
 CHANCE_TOLERANCE = 0.1
 MISSING = "it is missing from the control's record: rerun the controls with the same suite and overrides"
+# Config fields that buy an attack power against the memorizer: latent-search iterations, candidates and
+# starts, shadow models, the training of a model the attacker trains itself, and (for mixed queries only)
+# partners per query. A Config marks any other such field with metadata {"budget": True} (logan_bb's lr).
+BUDGET_FIELDS = ("steps", "population", "init_draws", "n_shadows", "n_nonmember")
+
+
+def budget_knobs(attack: str, settings: dict | None = None) -> list[str]:
+    """The settings (override keys) that decide whether `attack` catches the memorizer: the budget fields its
+    Config has, then release.n_samples when it reads the released samples. settings: the attack's settings
+    as a record holds them (its Config's defaults when None)."""
+    cls = ATTACKS.get(attack)
+    given = settings if settings is not None else dataclasses.asdict(cls.Config())
+    knobs = [f"attacks.{attack}.{f.name}" for f in dataclasses.fields(cls.Config)
+             if f.name in BUDGET_FIELDS or f.metadata.get("budget")
+             or (f.name == "partners" and given.get("query") == "mixed")]
+    if cls.access is AccessLevel.SAMPLES:
+        knobs.append("release.n_samples")
+    return knobs
+
+
+def memorizer_fix(attack: str, settings: dict | None = None) -> str:
+    """What to do when `attack` misses the memorizer's members (settings: as in budget_knobs)."""
+    knobs = budget_knobs(attack, settings) if attack in ATTACKS else []
+    if not knobs:
+        return ("it has no budget to raise: its score reads the target directly, so a miss points at the attack "
+                "or at the model's own scores")
+    out = f"raise {' or '.join(knobs)}: at these settings it misses records the model releases"
+    if "release.n_samples" in knobs:
+        out += (" (if release.n_samples already covers every member, the memorizer's noise is too large for "
+                "this data: lower defense.noise)")
+    return out
 
 
 @dataclass(frozen=True)
@@ -59,8 +93,7 @@ def check_controls(memorizer: RunRecord, independent: RunRecord, *, memorizer_au
         else:
             checks.append(Check(name, "memorizer", seed, auc, f">= {memorizer_auc:.2f}",
                                 auc is not None and auc >= memorizer_auc,
-                                f"raise its budget (attacks.{name}.*) or the suite's release.n_samples; at these "
-                                "settings it misses records the model releases verbatim"))
+                                memorizer_fix(name, memorizer.attacks.get(name, {}).get("settings"))))
         auc = _auc(independent, name)
         checks.append(Check(name, "independent", seed, auc, f"0.50 ± {tolerance:.2f}",
                             auc is not None and abs(auc - 0.5) <= tolerance,

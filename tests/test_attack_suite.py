@@ -49,9 +49,10 @@ def _reference_round(tr: StackedGANTrainer, gens, discs, opts_g, opts_d, b: int)
     eps = tr._uniform((tr.B, 1, 1, 1)) if tr.wgan else None
     fresh = tr._fake_inputs() if tr.wgan and not (b + 1) % tr.cfg.n_critic else None
     for k, (G, D, og, od) in enumerate(zip(gens, discs, opts_g, opts_d, strict=True)):
-        yk, yfk = (None, None) if y is None else (y[k], yf[k])
+        yk, yfk = (None, None) if y is None or yf is None else (y[k], yf[k])
         fake = G(z[k], yfk)
         if tr.wgan:
+            assert eps is not None
             xhat = (eps[k] * x[k] + (1 - eps[k]) * fake.detach()).requires_grad_(True)
             (g,) = torch.autograd.grad(D(xhat, yk).sum(), xhat, create_graph=True)
             gp = ((g.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
@@ -64,7 +65,9 @@ def _reference_round(tr: StackedGANTrainer, gens, discs, opts_g, opts_d, b: int)
         if tr.wgan and fresh is None:
             continue
         if tr.wgan:
-            yfk2 = None if y is None else fresh[1][k]
+            assert fresh is not None
+            fresh_y = fresh[1]
+            yfk2 = None if y is None or fresh_y is None else fresh_y[k]
             loss_g = wgan_g_loss(D(G(fresh[0][k], yfk2), yfk2))
         else:
             loss_g = ns_g_loss(D(fake, yfk))
@@ -308,12 +311,38 @@ def test_discriminator_attacks_catch_an_overfit_gan(name, overfit_none, digits):
     assert roc_auc_score(is_member, scores) >= (0.6 if name == "lira_wb_mixed" else 0.95)
 
 
+def _order_check(attack, view, x, y, ids) -> np.ndarray:
+    """The attack's scores, checked to follow the records when the queries are shuffled (a record's score
+    must not depend on its position in the batch: ES draws, id joins, region assignment)."""
+    scores = attack.score(view, x, y, ids=ids)
+    perm = np.random.default_rng(1).permutation(ids.size)
+    again = attack.score(view, x[torch.from_numpy(perm)], y[torch.from_numpy(perm)], ids=ids[perm])
+    np.testing.assert_allclose(again, scores[perm], rtol=1e-5, atol=1e-7)
+    return scores
+
+
+ORDER_FREE = {"ganleaks_fbb": {}, "ganleaks_pbb": {"steps": 3, "init_draws": 300},
+              "ganleaks_wb": {"steps": 5, "init_draws": 300}, "logan_wb": {}, "monte_carlo": {}, "domias": {}}
+
+
+@pytest.mark.parametrize("name", sorted(ORDER_FREE))
+def test_scores_follow_the_records_not_their_order(name, memorizer_target, digits, tmp_path):
+    """Every family's score of a record is the same wherever the record sits among the queries, and on the
+    memorizing model its members score higher than its non-members (here at tiny budgets)."""
+    model, released, split, recipe = memorizer_target
+    attack, view = _attack(name, model, released, digits, split, recipe, tmp_path, **ORDER_FREE[name])
+    ids, is_member = queries(split)
+    x, y = digits.take(ids)
+    scores = _order_check(attack, view, x, y, ids)
+    assert np.median(scores[is_member]) > np.median(scores[~is_member])
+
+
 @pytest.mark.parametrize("name, options", [("ganleaks_fbb_cal", {}), ("overrep", {"steps": 20, "n_nonmember": 200}),
                                            ("logan_bb", {"steps": 20, "recipe": "defense"})])
 def test_attack_models_of_a_defense_that_needs_reference_data(digits, tmp_path, name, options):
     """MP-GAN's M needs a reference set: the calibrated attack's reference model gets the attacker's shadow
     pool, the over-representation substitute its fresh target samples, LOGAN's local GAN a held-out quarter
-    of the released samples (never the target's data)."""
+    of the released samples (never the target's data); scores follow the records, not their order."""
     resolved = quick("mpgan", "trainer.max_steps=20")
     split = MembershipSplit.make(n_records=len(digits), sizes=resolved.config.split, seed=0)
     model = train_defense(resolved, digits, split, seed=0)
@@ -322,6 +351,9 @@ def test_attack_models_of_a_defense_that_needs_reference_data(digits, tmp_path, 
                            **options)
     ids, _ = queries(split)
     x, y = digits.take(ids)
-    assert np.isfinite(attack.score(view, x, y, ids=ids)).all()
+    _order_check(attack, view, x, y, ids)
     if name == "logan_bb":
-        assert attack.details["local_gan"]["reference"] == 75
+        assert attack.details["local_gan"]["reference"] == 75 and attack.details["local_gan"]["trained_on"].startswith("225")
+    else:
+        model_info = attack.details["reference_model" if name == "ganleaks_fbb_cal" else "substitute"]
+        assert model_info["recipe"] == "mpgan"

@@ -1,6 +1,7 @@
 """Attacks against the controls, and access levels enforced by the view."""
 
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -9,52 +10,83 @@ from conftest import QUICK, only_attacks, quick
 from mia_bench.attacks import ATTACKS, AccessLevel, make_view
 from mia_bench.audit import CONTROLS, MISSING, check_controls
 from mia_bench.cli import main
+from mia_bench.config import load_run
 from mia_bench.data import MembershipSplit
 from mia_bench.errors import AccessError
+from mia_bench.results import RunRecord
 from mia_bench.runner import run, train_defense
+
+# Registered attacks the digits suite leaves out, switched on with quick budgets: every attack meets the controls.
+LEFT_OUT = ["attacks.lira_wb_adaptive.n_shadows=4", "attacks.lira_gen_offline.n_shadows=4",
+            "attacks.lira_gen_offline.steps=3", "attacks.lira_gen_offline.init_draws=300"]
+# The latent searches meet the memorizer at the digits suite's shipped search settings (lira_gen_offline at
+# lira_gen's): whether a search finds the members depends on its budget. Everything else runs at the quick
+# budgets, and the independent control runs every attack at them: no budget lets an attack separate records
+# a model never saw, and the searches are most of the fixture's time.
+BUDGETED = {"ganleaks_pbb": "ganleaks_pbb", "ganleaks_wb": "ganleaks_wb", "ganleaks_pbb_cal": "ganleaks_pbb_cal",
+            "ganleaks_wb_cal": "ganleaks_wb_cal", "lira_gen": "lira_gen", "lira_gen_offline": "lira_gen"}
+BUDGET_KEYS = ("steps", "population", "init_draws", "lr")
+# logan_bb's local GAN must train into its discriminator-overfitting regime to single out 300 released members
+# (the suite's 4,000 steps: a minute here); the fixture runs it at the quick budget, where it must not score the
+# members below chance, and the catch itself is checked on a 100-member memorizer in
+# tests/test_review_attacks.py::test_logan_bb_local_discriminator_ranks_the_released_members_first.
+CAUGHT_ELSEWHERE = {"logan_bb"}
+
+
+def shipped_budgets() -> list[str]:
+    """Overrides that give the BUDGETED attacks the digits suite's own budget settings (benchmarks/digits.yaml)."""
+    suite = load_run(suite="digits", defense="none").attack_params
+    return [f"attacks.{a}.{k}={v}" for a, src in BUDGETED.items()
+            for k, v in dataclasses.asdict(suite[src]).items() if k in BUDGET_KEYS and v is not None]
 
 
 @pytest.fixture(scope="module")
 def control_records(tmp_path_factory):
     out = tmp_path_factory.mktemp("controls")
-    return {name: run(quick(name, "trainer.max_steps=400"), 0, results_dir=out) for name in ("memorizer", "independent")}
+    extra = {"memorizer": shipped_budgets(), "independent": []}
+    return {name: run(quick(name, "trainer.max_steps=400", *LEFT_OUT, *extra[name]), 0, results_dir=out)
+            for name in ("memorizer", "independent")}
 
 
 @pytest.mark.parametrize("attack", ATTACKS.names())
 def test_memorizer_is_caught_by_every_attack(attack, control_records):
     rec = control_records["memorizer"]
     exempt = ATTACKS.get(attack).memorizer_exempt  # attacks that cannot catch it by construction say why
-    if attack in rec.attacks:
-        assert rec.attacks[attack]["metrics"]["auc"]["value"] >= (0.45 if exempt else 0.95), exempt
+    assert attack in rec.attacks
+    floor = 0.45 if exempt or attack in CAUGHT_ELSEWHERE else 0.95
+    assert rec.attacks[attack]["metrics"]["auc"]["value"] >= floor, exempt
 
 
 @pytest.mark.parametrize("attack", ATTACKS.names())
 def test_independent_model_looks_like_chance(attack, control_records):
     rec = control_records["independent"]
-    if attack in rec.attacks:
-        assert abs(rec.attacks[attack]["metrics"]["auc"]["value"] - 0.5) <= 0.1
+    assert attack in rec.attacks
+    assert abs(rec.attacks[attack]["metrics"]["auc"]["value"] - 0.5) <= 0.1
 
 
-def test_suite_attacks_all_ran(control_records):
-    assert set(control_records["memorizer"].attacks) == set(quick("none").attack_params)
+def test_every_registered_attack_ran_on_both_controls(control_records):
+    for rec in control_records.values():
+        assert set(rec.attacks) == set(ATTACKS.names())
 
 
 def test_audit_of_the_controls_passes(control_records):
     checks = check_controls(control_records["memorizer"], control_records["independent"])
-    assert {(c.attack, c.control) for c in checks} == {(a, c) for a in quick("none").attack_params for c in CONTROLS}
-    assert all(c.passed for c in checks), [c for c in checks if not c.passed]
-    assert {a for a in ATTACKS.names() if ATTACKS.get(a).memorizer_exempt} == {"logan_bb", "lira_wb_mixed"}
+    assert {(c.attack, c.control) for c in checks} == {(a, c) for a in ATTACKS.names() for c in CONTROLS}
+    failed = {(c.attack, c.control) for c in checks if not c.passed}
+    assert failed <= {(a, "memorizer") for a in CAUGHT_ELSEWHERE}, [c for c in checks if not c.passed]
+    # exempt only by construction: a mixed query never asks about the record alone (tests/test_review_attacks.py)
+    assert {a for a in ATTACKS.names() if ATTACKS.get(a).memorizer_exempt} == {"lira_wb_mixed"}
 
 
 def test_audit_fails_weak_leaky_missing_or_inverted_attacks(control_records):
     memorizer, independent = copy.deepcopy(control_records["memorizer"]), copy.deepcopy(control_records["independent"])
     memorizer.attacks["logan_wb"]["metrics"]["auc"]["value"] = 0.9  # too weak to catch released members
-    memorizer.attacks["logan_bb"]["metrics"]["auc"]["value"] = 0.3  # exempt, but below chance
+    memorizer.attacks["lira_wb_mixed"]["metrics"]["auc"]["value"] = 0.3  # exempt, but below chance
     independent.attacks["ganleaks_fbb"]["metrics"]["auc"]["value"] = 0.62  # separates records it never saw
     del independent.attacks["domias"]
     failed = {(c.attack, c.control) for c in check_controls(memorizer, independent) if not c.passed}
-    assert failed == {("logan_wb", "memorizer"), ("logan_bb", "memorizer"), ("ganleaks_fbb", "independent"),
-                      ("domias", "independent")}
+    assert failed == {("logan_wb", "memorizer"), ("lira_wb_mixed", "memorizer"), ("ganleaks_fbb", "independent"),
+                      ("domias", "independent"), *((a, "memorizer") for a in CAUGHT_ELSEWHERE)}
     assert all(c.passed for c in check_controls(memorizer, independent, tolerance=0.15, memorizer_auc=0.9)
                if c.attack in ("logan_wb", "ganleaks_fbb"))
     assert [c.fix for c in check_controls(memorizer, independent) if c.auc is None] == [MISSING]
@@ -67,7 +99,7 @@ def test_cli_audit_runs_both_controls_and_exits_1_on_a_failed_check(tmp_path, ca
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "4 of 4 checks passed" in out
-    assert {p.parent.parent.name for p in tmp_path.rglob("record.json")} == set(CONTROLS)
+    assert {RunRecord.read(p).defense for p in tmp_path.rglob("record.json")} == set(CONTROLS)
     assert main([*argv, "--tolerance", "0"]) == 1  # no AUC on the independent model is exactly 0.5
     out = capsys.readouterr().out
     assert "2 of 4 checks passed" in out and "should be published" in out

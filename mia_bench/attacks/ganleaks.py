@@ -5,13 +5,12 @@
   ganleaks_pbb      partial black-box: L(x) = min_z mean (G(z) - x)^2, found by a batched gradient-free
                     search that only queries G (nets/latent.py, method "es").
   ganleaks_wb       white-box: the same objective, gradient search on z (Adam, method "adam").
-  ganleaks_*_cal    calibrated: L(x) against L_ref(x), the same loss under a reference model the attacker
-                    trains with the target's recipe on its own data (`attacker_aux`): by default as a
-                    ratio, log L - log L_ref [rec: the paper subtracts, L - L_ref, which is
-                    `calibration: difference`; losses are positive and skewed, and on digits the ratio is
-                    the stronger of the two and the only one that still catches the memorizer (0.94-0.96
-                    with the difference)]. The reference losses are kept per record id and joined to the
-                    queries by id, never by position (the official eval_roc.py aligns by index and
+  ganleaks_*_cal    calibrated (the paper's L_cal): L(x) under the target minus L_ref(x), the same loss under a
+                    reference model the attacker trains with the target's recipe on its own data
+                    (`attacker_aux`); score = -(L - L_ref), higher = member. `calibration: log_ratio` scores
+                    -(log L - log L_ref) instead [rec: not in the paper; a scale-free variant for skewed
+                    positive losses, an option only]. The reference losses are kept per record id and joined
+                    to the queries by id, never by position (the official eval_roc.py aligns by index and
                     silently truncates).
 LPIPS is left out of pbb/wb (its VGG weights cannot be downloaded here); the objective keeps the L2 term
 and the latent norm regulariser (lambda3 = 1e-3), and the score uses the L2 term alone, as in the code.
@@ -104,10 +103,13 @@ class GanLeaksWhiteBox(_LatentSearch):
     Config = WbConfig
 
 
+CALIBRATIONS = ("difference", "log_ratio")
+
+
 @dataclass
 class CalibrationConfig:
     reference: str = "defense"  # reference model's recipe: "defense" (the target's) | "natural" (`none`)
-    calibration: str = "log"  # log: log L - log L_ref | difference: L - L_ref (the paper's)
+    calibration: str = "difference"  # difference: L - L_ref (the paper's) | log_ratio: log L - log L_ref [rec]
 
 
 @dataclass
@@ -126,16 +128,17 @@ class WbCalConfig(CalibrationConfig, WbConfig):
 
 
 class _Calibrated(Attack):
-    """L_cal(x) = L(x | target) - L(x | reference model); score = -L_cal. Reference losses by record id."""
+    """L_cal(x) = L(x | target) - L(x | reference model); score = -L_cal (N,), higher = member (or, with
+    `calibration: log_ratio`, -(log L - log L_ref)). Reference losses are joined by record id."""
 
     needs = ("attacker_aux", "shadow_pool")  # shadow_pool: reference data for recipes that need it
 
     def fit(self, view: TargetView, knowledge: AttackerKnowledge) -> None:
         if knowledge.recipe is None or knowledge.dataset is None:
             raise MiaBenchError(f"{self.name} trains a reference model: it needs the target's recipe and the dataset")
-        if self.config.reference not in ("defense", "natural") or self.config.calibration not in ("log", "difference"):
-            raise MiaBenchError(f"{self.name}: reference must be 'defense' or 'natural' and calibration 'log' or "
-                                f"'difference' (got {self.config.reference!r}, {self.config.calibration!r})")
+        if self.config.reference not in ("defense", "natural") or self.config.calibration not in CALIBRATIONS:
+            raise MiaBenchError(f"{self.name}: reference must be 'defense' or 'natural' and calibration one of "
+                                f"{CALIBRATIONS} (got {self.config.reference!r}, {self.config.calibration!r})")
         recipe = knowledge.recipe if self.config.reference == "defense" else shadows.natural_recipe(knowledge.recipe)
         bank = shadows.train_bank(recipe=recipe, data=knowledge.dataset, ids=knowledge.ids["attacker_aux"],
                                   n_models=1, size=shadows.EVERY_RECORD, seed=knowledge.seed, cache_dir=knowledge.cache_dir,
@@ -163,9 +166,9 @@ class _Calibrated(Attack):
             sel = torch.from_numpy(np.flatnonzero(todo))
             table.add(ids[todo], self._loss(None, x[sel], y[sel]))
         target, reference = self._loss(view, x, y), table.lookup(ids)[:, 0]
-        if self.config.calibration == "difference":
-            return -(target - reference)
-        return -(np.log(np.maximum(target, _FLOOR)) - np.log(np.maximum(reference, _FLOOR)))
+        if self.config.calibration == "log_ratio":
+            return -(np.log(np.maximum(target, _FLOOR)) - np.log(np.maximum(reference, _FLOOR)))
+        return -(target - reference)
 
 
 def _owned(model: Defense) -> Queryable:

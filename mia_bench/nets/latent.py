@@ -10,12 +10,13 @@ batched search equals N single-query searches (benchmarks/perf/latent_search.py)
   method "adam": white-box gradient search on z (the [rec] Adam substitute for L-BFGS named in 3.1).
   method "es":   partial black-box, gradient-free: a batched (1+lambda) evolution strategy with a step
                  size per query (success x1.3, failure x0.8) [rec]; it stands in for scipy's Powell, which
-                 cannot batch queries. It only ever calls G without gradients.
+                 cannot batch queries. It only ever calls G without gradients. Each step's candidate
+                 draws are dealt to the records in a canonical order of their content (per generator), so
+                 a record's loss does not depend on where it sits in the batch.
 
 Initialisation [code GAN-Leaks `nn`]: the latent of the nearest of `init_draws` prior draws (same seed
-for every model, so shadows and target start alike); for generators whose latent lives in data space
-(z_dim equals the record size, e.g. the memorizer control) the query itself is a second candidate start,
-and the one that reconstructs better is kept.
+for every model, so shadows and target start alike). Every generator, the memorizer control included, gets
+this start and this search: no start is taken from the query itself.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+import numpy as np
 import torch
 
 from mia_bench.nets.distance import pairwise_sq_dist
@@ -45,7 +47,7 @@ class Queryable(Protocol):
     def draw_latent(self) -> Callable[[int, torch.Generator], torch.Tensor]: ...
 
 
-VERSION = 2  # part of every cache key of search results: bump when the search changes what it returns
+VERSION = 3  # part of every cache key of search results: bump when the search changes what it returns
 
 
 @dataclass
@@ -57,7 +59,6 @@ class SearchConfig:
     sigma: float = 0.3  # es: initial step size, in latent units
     init_draws: int = 2000  # prior draws for the nearest-neighbour start
     norm_weight: float = 1e-3
-    data_space_start: bool = True
     chunk: int = 8192  # records per generator call
 
 
@@ -81,6 +82,16 @@ class _Batch:
                 parts.append(gen.query(z[p], None if self.y is None else self.y[rows[p]]).flatten(1).float())
                 order.append(p)
         return torch.cat(parts)[torch.argsort(torch.cat(order))]
+
+    def canonical_rank(self) -> torch.Tensor:
+        """(M,) each record's place when the batch is sorted by owner, then by a fixed projection of its
+        content: random draws dealt in this order follow the records, not their positions."""
+        w = torch.randn(self.x.shape[1], generator=torch.Generator().manual_seed(12345), dtype=torch.float64)
+        key = self.x.double() @ w
+        order = torch.from_numpy(np.lexsort((key.numpy(), self.owner.numpy())))
+        rank = torch.empty_like(order)
+        rank[order] = torch.arange(order.numel())
+        return rank
 
     def objective(self, z: torch.Tensor, rows: torch.Tensor, norm_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
         """(M,) search objective and (M,) reconstruction term."""
@@ -107,13 +118,8 @@ def _nn_start(gen: Queryable, x: torch.Tensor, y: torch.Tensor | None, cfg: Sear
 @torch.no_grad()
 def _starts(batch: _Batch, cfg: SearchConfig, seed: int) -> torch.Tensor:
     n = batch.x.shape[0] // len(batch.gens)
-    z = torch.cat([_nn_start(g, batch.x[k * n:(k + 1) * n], None if batch.y is None else batch.y[k * n:(k + 1) * n],
-                             cfg, seed) for k, g in enumerate(batch.gens)])
-    if cfg.data_space_start and batch.z_dim == batch.x.shape[1]:
-        rows = torch.arange(z.shape[0])
-        better = batch.objective(batch.x, rows, cfg.norm_weight)[1] < batch.objective(z, rows, cfg.norm_weight)[1]
-        z = torch.where(better[:, None], batch.x, z)
-    return z
+    return torch.cat([_nn_start(g, batch.x[k * n:(k + 1) * n], None if batch.y is None else batch.y[k * n:(k + 1) * n],
+                                cfg, seed) for k, g in enumerate(batch.gens)])
 
 
 def _search_adam(batch: _Batch, z0: torch.Tensor, cfg: SearchConfig) -> torch.Tensor:
@@ -143,8 +149,9 @@ def _search_es(batch: _Batch, z0: torch.Tensor, cfg: SearchConfig, seed: int) ->
     z, best = z0.clone(), obj0
     sigma = torch.full((n,), cfg.sigma)
     cand_rows = rows.repeat_interleave(p)
+    rank = batch.canonical_rank()
     for _ in range(cfg.steps):
-        cand = z[:, None, :] + sigma[:, None, None] * torch.randn(n, p, z.shape[1], generator=g)
+        cand = z[:, None, :] + sigma[:, None, None] * torch.randn(n, p, z.shape[1], generator=g)[rank]
         obj, rec = batch.objective(cand.reshape(n * p, -1), cand_rows, cfg.norm_weight)
         best_rec = torch.minimum(best_rec, rec.view(n, p).min(1).values)
         val, arg = obj.view(n, p).min(1)

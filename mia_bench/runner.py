@@ -133,6 +133,10 @@ def obtain_defense(resolved: ResolvedRun, data: ArrayDataset, split: MembershipS
         model = _reusable(path, digest, split_digest)
         if model is not None:
             return model, True
+    for path in _sibling_checkpoints(paths, resolved.variant, digest):  # a run that differs only in attacks
+        model = _reusable(path, digest, split_digest, quarantine=False)
+        if model is not None:
+            return model, True
     model = train_defense(resolved, data, split, seed, logger=logger, callbacks=callbacks)
     if is_global_zero():  # DDP ranks other than 0 (ddp subprocess launcher, srun tasks) stop after training
         _make_room(paths)
@@ -141,8 +145,19 @@ def obtain_defense(resolved: ResolvedRun, data: ArrayDataset, split: MembershipS
     return model, False
 
 
-def _reusable(path: Path, digest: str, split_digest: str) -> Defense | None:
-    """The model in `path` when it is this config's, readable and finite; a bad file is moved aside."""
+def _sibling_checkpoints(paths: RunPaths, variant: str, digest: str) -> list[Path]:
+    """Checkpoints of this training config in the defense's other run folders (same seed): a run whose
+    overrides change only attacks, metrics or the release reuses the trained model instead of retraining."""
+    defense_dir = paths.root.parent.parent if variant else paths.root.parent
+    seed = paths.root.name
+    found = [*defense_dir.glob(f"{seed}/checkpoint*.pt"), *defense_dir.glob(f"*/{seed}/checkpoint*.pt")]
+    return sorted(p for p in found if p.parent != paths.root and p.name in ("checkpoint.pt",
+                                                                           f"checkpoint-{digest[:12]}.pt"))
+
+
+def _reusable(path: Path, digest: str, split_digest: str, *, quarantine: bool = True) -> Defense | None:
+    """The model in `path` when it is this config's, readable and finite; a bad file of this run's own
+    folder is moved aside (`quarantine`), one of another run's folder is left where it is."""
     if not path.is_file():
         return None
     try:
@@ -151,12 +166,14 @@ def _reusable(path: Path, digest: str, split_digest: str) -> Defense | None:
             return None  # another training config's: kept, see _make_room
         model = load_checkpoint(path)[0]
     except CheckpointError as e:
-        notice(f"{e}; moved it to {move_aside(path)} and training afresh")
+        if quarantine:
+            notice(f"{e}; moved it to {move_aside(path)} and training afresh")
         return None
     bad = nonfinite_players(model)
     if bad:
-        notice(f"{path} holds non-finite weights (players {', '.join(bad)}): moved it to {move_aside(path)} "
-               "and training afresh")
+        if quarantine:
+            notice(f"{path} holds non-finite weights (players {', '.join(bad)}): moved it to {move_aside(path)} "
+                   "and training afresh")
         return None
     return model
 

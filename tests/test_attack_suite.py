@@ -102,10 +102,10 @@ def test_stacked_step_equals_the_none_game_model_by_model(digits, loss, conditio
 def test_stack_of_k_equals_k_separate_trainings(digits):
     cfg = DEFENSES.get("none").Config()
     models, sets = _fresh_models(digits, cfg, 3)
-    StackedGANTrainer(models=models, train_sets=sets, config=cfg, batch_size=16, seeds=[7, 8, 9]).fit(40)
+    StackedGANTrainer(models=models, train_sets=sets, config=cfg, batch_size=16, seeds=[7, 8, 9]).fit(10)
     for k in range(3):
         single, _ = _fresh_models(digits, cfg, 3)
-        StackedGANTrainer(models=[single[k]], train_sets=[sets[k]], config=cfg, batch_size=16, seeds=[7 + k]).fit(40)
+        StackedGANTrainer(models=[single[k]], train_sets=[sets[k]], config=cfg, batch_size=16, seeds=[7 + k]).fit(10)
         for p, q in zip(models[k].parameters(), single[k].parameters(), strict=True):
             torch.testing.assert_close(p, q, atol=1e-5, rtol=1e-4)
 

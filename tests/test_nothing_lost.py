@@ -288,7 +288,7 @@ def test_leaderboard_table_fits_80_columns_and_the_command_prints_it(tmp_path: P
 
 def test_leaderboard_without_its_results_folder_fails(tmp_path: Path, capsys) -> None:
     assert main(["leaderboard", "--results-dir", str(tmp_path / "missing")]) == 2
-    assert "does not exist" in capsys.readouterr().err.replace("\n", " ")
+    assert "does not exist" in " ".join(capsys.readouterr().err.split())
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o002])

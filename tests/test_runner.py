@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import QUICK, quick
+from conftest import QUICK, quick, quick_config_dir
 from mia_bench.cli import main
 from mia_bench.io import load_npz
 from mia_bench.results import RunPaths, RunRecord
@@ -77,7 +77,9 @@ def test_cli_errors_exit_non_zero_and_write_nothing(argv, message, tmp_path, cap
 
 def test_cli_run_then_leaderboard(tmp_path, capsys):
     r, lb = tmp_path / "r", tmp_path / "lb"
-    assert main(["run", "--defense", "memorizer", "--seed", "0", "1", "--results-dir", str(r), "--no-progress"]) == 0
+    suites = ["--config-dir", str(quick_config_dir(tmp_path))]  # the quick budget, without overrides
+    assert main(["run", "--defense", "memorizer", "--seed", "0", "1", "--results-dir", str(r), "--no-progress",
+                 *suites]) == 0
     assert main(["run", "--defense", "none", "--results-dir", str(r), *QUICK]) == 0  # overridden: not official
     assert main(["leaderboard", "--results-dir", str(r), "--leaderboard-dir", str(lb)]) == 0
     out = capsys.readouterr().out

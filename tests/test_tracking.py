@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import QUICK, quick
+from conftest import QUICK, quick, quick_config_dir
 from mia_bench import tracking
 from mia_bench.cli import main
 from mia_bench.results import RunPaths, RunRecord
@@ -124,7 +124,8 @@ def test_cli_modes_and_the_leaderboard_table(tmp_path):
     r, lb = tmp_path / "r", tmp_path / "lb"
     assert main(["run", "--defense", "memorizer", "--results-dir", str(r), "--wandb", "off", *QUICK]) == 0
     assert not (r / "wandb").exists()
-    assert main(["run", "--defense", "memorizer", "--seed", "1", "--results-dir", str(r), "--no-progress"]) == 0
+    assert main(["run", "--defense", "memorizer", "--seed", "1", "--results-dir", str(r), "--no-progress",
+                 "--config-dir", str(quick_config_dir(tmp_path))]) == 0  # the quick budget, without overrides
     assert len(list((r / "wandb").glob("offline-run-*"))) == 1  # offline is the default
     assert main(["leaderboard", "--results-dir", str(r), "--leaderboard-dir", str(lb), "--wandb", "offline"]) == 0
     (table,) = (r / "wandb").glob("offline-run-*/files/media/table/leaderboard_*.table.json")

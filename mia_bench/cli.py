@@ -82,7 +82,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> None:
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:
-    return list(args.overrides) + (["trainer.progress_bar=false"] if args.no_progress else [])
+    return list(args.overrides) + (["trainer.progress_bar=false"] if getattr(args, "no_progress", False) else [])
 
 
 def _run_one(args: argparse.Namespace, console: Console, resolved, seed: int):  # noqa: ANN001, ANN202

@@ -51,6 +51,20 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n").encode())
 
 
+def read_versioned_json(path: Path, schema: str, what: str, fix: str = "") -> dict[str, Any]:
+    """A JSON object whose "schema" field must equal `schema`; a MiaBenchError naming `what` otherwise."""
+    from mia_bench.errors import MiaBenchError
+
+    try:
+        d = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise MiaBenchError(f"cannot read {what} {path}: {e}{fix}") from None
+    if not isinstance(d, dict) or d.get("schema") != schema:
+        found = d.get("schema") if isinstance(d, dict) else None
+        raise MiaBenchError(f"{path}: {what} schema {found!r}, expected {schema!r}")
+    return d
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 

@@ -21,7 +21,7 @@ import numpy as np
 from scipy import stats
 
 from mia_bench.errors import MiaBenchError
-from mia_bench.io import atomic_write_json, atomic_write_text
+from mia_bench.io import atomic_write_json, atomic_write_text, read_versioned_json
 from mia_bench.plots import TradeoffPoint, privacy_utility_png
 from mia_bench.results import RunRecord
 
@@ -97,13 +97,7 @@ def update_entries(records: Iterable[RunRecord], entries_dir: Path) -> list[Path
 
 
 def _read_entry(path: Path) -> dict[str, Any]:
-    try:
-        e = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise MiaBenchError(f"cannot read leaderboard entry {path}: {err}; restore it with git") from None
-    if e.get("schema") != ENTRY_SCHEMA:
-        raise MiaBenchError(f"{path}: entry schema {e.get('schema')!r}, expected {ENTRY_SCHEMA!r}")
-    return e
+    return read_versioned_json(path, ENTRY_SCHEMA, "leaderboard entry", "; restore it with git")
 
 
 def load_entries(entries_dir: Path) -> list[dict[str, Any]]:

@@ -13,7 +13,6 @@ results/<suite>/<defense>/<variant>/seed<k>/  a run with overrides (variant `ovr
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import subprocess
@@ -24,8 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from mia_bench.config import REPO_ROOT
-from mia_bench.errors import MiaBenchError
-from mia_bench.io import atomic_write_json
+from mia_bench.io import atomic_write_json, read_versioned_json
 
 RECORD_SCHEMA = "mia_bench.record/1"
 _PACKAGES = ("torch", "lightning", "torchmetrics", "scikit-learn", "numpy", "scipy", "opacus", "wandb", "omegaconf")
@@ -103,12 +101,7 @@ class RunRecord:
 
     @classmethod
     def read(cls, path: Path) -> RunRecord:
-        try:
-            d = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise MiaBenchError(f"cannot read record {path}: {e}") from None
-        if d.get("schema") != RECORD_SCHEMA:
-            raise MiaBenchError(f"{path}: record schema {d.get('schema')!r}, expected {RECORD_SCHEMA!r}")
+        d = read_versioned_json(path, RECORD_SCHEMA, "record")
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
 

@@ -178,6 +178,22 @@ class Defense(L.LightningModule):
         every = getattr(self._trainer, "log_every_n_steps", 0)
         return bool(every) and batch_idx % every == 0
 
+    def setup(self, stage: str) -> None:
+        """Before any step, for `single_process` (DP) defenses: refuse a multi-process strategy, and unless
+        `config.deterministic_noise` re-seed the data module's sampling stream (Poisson draws, shard
+        choice) from os.urandom, so the published run seed does not reveal which records were sampled."""
+        if not self.single_process:
+            return
+        import secrets
+
+        from mia_bench.data.datamodule import MembershipDataModule
+        from mia_bench.distributed import refuse_multiprocess
+
+        refuse_multiprocess(self.name, self.trainer)
+        dm = getattr(self.trainer, "datamodule", None)
+        if isinstance(dm, MembershipDataModule) and not getattr(self.config, "deterministic_noise", False):
+            dm.seed = secrets.randbits(63)
+
     def checkpoint_extra(self) -> dict[str, Any]:
         """Plain values (numbers, strings, lists) to keep in the checkpoint besides the weights."""
         return {}

@@ -52,7 +52,6 @@ from opacus.optimizers import DPOptimizerFastGradientClipping
 from mia_bench.data.datamodule import MembershipDataModule
 from mia_bench.data.datasets import DataInfo
 from mia_bench.defenses.base import Defense, register
-from mia_bench.distributed import refuse_multiprocess
 from mia_bench.errors import ConfigError
 from mia_bench.nets.losses import ns_g_loss
 from mia_bench.nets.mlp import MLPDiscriminator, MLPGenerator
@@ -119,14 +118,6 @@ class DPGAN(Defense):
 
     def prepare(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """Keep the uniform label prior: the members' class counts are not released without noise."""
-
-    def setup(self, stage: str) -> None:
-        """Before any step: refuse a multi-process strategy, and (unless `deterministic_noise`) re-seed
-        the data module's Poisson stream from os.urandom (its loader is built after this hook)."""
-        refuse_multiprocess(self.name, self.trainer)
-        dm = getattr(self.trainer, "datamodule", None)
-        if isinstance(dm, MembershipDataModule) and not self.config.deterministic_noise:
-            dm.seed = secrets.randbits(63)
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         c = self.config

@@ -57,7 +57,6 @@ from torch.optim.swa_utils import AveragedModel
 from mia_bench.data.datamodule import MembershipDataModule
 from mia_bench.data.datasets import DataInfo
 from mia_bench.defenses.base import Defense, register
-from mia_bench.distributed import refuse_multiprocess
 from mia_bench.errors import ConfigError
 from mia_bench.nets.losses import gradient_penalty, wgan_g_loss
 from mia_bench.nets.mlp import MLPDiscriminator, MLPGenerator
@@ -188,14 +187,6 @@ class GSWGAN(Defense):
         yv = self.label_vector(y) if self.conditional else None
         scores = torch.stack([D(x, yv) for D in self.critics])  # (K, N)
         return scores.max(0).values if self.config.disc_reduce == "max" else scores.mean(0)
-
-    def setup(self, stage: str) -> None:
-        """Before any step: refuse a multi-process strategy, and (unless `deterministic_noise`) re-seed
-        the data module's shard stream from os.urandom (its loader is built after this hook)."""
-        refuse_multiprocess(self.name, self.trainer)
-        dm = getattr(self.trainer, "datamodule", None)
-        if isinstance(dm, MembershipDataModule) and not self.config.deterministic_noise:
-            dm.seed = secrets.randbits(63)
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         c = self.config

@@ -66,6 +66,8 @@ class ResolvedRun:
         d = self.to_dict()
         for key in ("seeds", "defenses", "description", "tracking"):
             d.pop(key)
+        if self.config.version < 2:
+            d.pop("design")  # protocol v1 has no design: its digests stay what they were
         d["trainer"].pop("progress_bar")
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
@@ -74,6 +76,8 @@ class ResolvedRun:
         stays valid when attack, metric, release or utility settings change."""
         d = self.to_dict()
         keep = {k: d[k] for k in ("suite", "version", "dataset", "split", "trainer", "defense")}
+        if self.config.version >= 2:
+            keep["design"] = d["design"]
         keep["trainer"] = {k: v for k, v in keep["trainer"].items() if k != "progress_bar"}
         return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()
 

@@ -89,6 +89,8 @@ class RunRecord:
     wandb_run_id: str | None = None
     created_at: str = ""
     variant: str = ""  # "" for an official run; the folder of a run with overrides or a --name
+    design: dict[str, Any] = field(default_factory=dict)  # protocol v2: the membership design (data/design.py)
+    worst_case: dict[str, Any] = field(default_factory=dict)  # protocol v2: strongest attack per access level
     schema: str = RECORD_SCHEMA
 
     @property

@@ -345,6 +345,14 @@ def _run(resolved: ResolvedRun, seed: int, paths: RunPaths, *, results_dir: Path
         logger = tracker.logger
     timings: dict[str, float] = {}
     cfg = resolved.config
+    if cfg.version >= 2:
+        from mia_bench.protocol import run_v2
+
+        record = run_v2(resolved, seed, paths, results_dir=results_dir, tracker=tracker, on_stage=on_stage,
+                        stage=_stage)
+        if tracker is not None:
+            tracker.log_run(record, paths, None)
+        return record
     cache_dir = results_dir / cfg.suite / "_cache"
     with _stage(timings, "data", on_stage):
         data = load_dataset(cfg.dataset)

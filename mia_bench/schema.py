@@ -31,7 +31,22 @@ class SplitConfig:
     non_members: int = field(default=300, metadata={"range": (1, None)})
     reference: int = 300
     attacker_aux: int = 300
-    shadow_pool: int = 597
+    shadow_pool: int = field(default=597, metadata={"range": (0, None)})  # 0: no v1 shadow bank (protocol v2)
+
+
+@dataclass
+class DesignConfig:
+    """Protocol v2 (suite `version: 2`; data/design.py): T target models per defense and seed, every
+    population record IN for exactly T/2 of them. The roles outside the population (split.reference,
+    split.attacker_aux, split.shadow_pool and `holdout`) stay disjoint from it and from each other;
+    split.members and split.non_members are protocol v1's and unused here."""
+
+    targets: int = field(default=16, metadata={"range": (2, None)})  # T (even)
+    population: int = field(default=1000, metadata={"range": (2, None)})  # records that can be members, canaries included
+    canaries: int = field(default=50, metadata={"range": (0, None)})  # population records made into canaries
+    canary: str = "auto"  # auto | shuffled | mislabelled | outliers (data/design.py says what each is)
+    holdout: int = field(default=200, metadata={"range": (1, None)})  # utility hold-out: real data no target saw
+    utility_targets: int = field(default=4, metadata={"range": (1, None)})  # targets whose release utility is measured
 
 
 @dataclass
@@ -88,10 +103,11 @@ class TrackingConfig:
 @dataclass
 class RunConfig:
     suite: str = "digits"
-    version: int = 1  # protocol version: entries of different versions are never ranked together
+    version: int = field(default=1, metadata={"range": (1, 2)})  # protocol version: entries of different versions are never ranked together
     description: str = ""
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
+    design: DesignConfig = field(default_factory=DesignConfig)  # protocol v2 only
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     release: ReleaseConfig = field(default_factory=ReleaseConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)

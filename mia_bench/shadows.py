@@ -128,10 +128,14 @@ def draw_subsets(n: int, n_models: int, *, size: int, seed: int) -> np.ndarray:
     return out
 
 
-def bank_digest(recipe: Recipe, data: ArrayDataset, ids: np.ndarray, n_models: int, seed: int, size: int) -> str:
+def bank_digest(recipe: Recipe, data: ArrayDataset, ids: np.ndarray, n_models: int, seed: int, size: int,
+                members: np.ndarray | None = None) -> str:
     x, y = data.take(ids)
     h = hashlib.sha256(json.dumps({"format": FORMAT, "recipe": recipe.digest(), "k": n_models, "seed": seed,
                                    "size": size}).encode())
+    if members is not None:  # an explicit membership (protocol v2's design) instead of drawn subsets
+        h.update(b"members")
+        h.update(np.packbits(np.asarray(members, bool)).tobytes())
     h.update(np.ascontiguousarray(ids, dtype=np.int64).tobytes())
     h.update(x.contiguous().numpy().tobytes())
     h.update(y.contiguous().numpy().tobytes())
@@ -188,21 +192,24 @@ def _train_sequential(recipe: Recipe, data: ArrayDataset, subsets: list[np.ndarr
 
 def train_bank(*, recipe: Recipe, data: ArrayDataset, ids: np.ndarray, n_models: int, seed: int,
                cache_dir: Path | None, size: int = 0, reference_ids: np.ndarray | None = None,
-               stack: bool = True) -> ShadowBank:
+               stack: bool = True, members: np.ndarray | None = None) -> ShadowBank:
     """Train (or load) K models of `recipe` on subsets of the records `ids` of `data` (see draw_subsets).
 
     reference_ids: defender reference data for recipes that need it (MP-GAN); by default each model
     uses the bank records it did not train on. stack=False forces one model after another.
+    members: (K, len(ids)) bool, who trains on what, instead of draw_subsets (protocol v2's targets).
     """
     ids = np.asarray(ids, dtype=np.int64)
-    digest = bank_digest(recipe, data, ids, n_models, seed, size)
+    if members is not None and np.asarray(members).shape != (n_models, ids.size):
+        raise MiaBenchError(f"train_bank: members must be ({n_models}, {ids.size}), got {np.asarray(members).shape}")
+    digest = bank_digest(recipe, data, ids, n_models, seed, size, members)
     path = None if cache_dir is None else Path(cache_dir) / "shadows" / f"{digest[:32]}.pt"
     if path is not None and path.is_file():
         bank = _load(path, recipe, digest)
         if bank is not None:
             log.info("reusing %d cached '%s' models (%s)", len(bank), recipe.defense, path.name)
             return bank
-    members = draw_subsets(ids.size, n_models, size=size, seed=seed)
+    members = draw_subsets(ids.size, n_models, size=size, seed=seed) if members is None else np.asarray(members, bool)
     subsets = [ids[row] for row in members]
     seeds = [model_seed(seed, k) for k in range(n_models)]
     stacked = stack and n_models > 1 and can_stack(recipe)  # one model: the plain Lightning loop is faster

@@ -29,6 +29,8 @@ def _value(metric: dict[str, Any]) -> str:
 def run_tables(record: Any) -> list[Table]:
     """One table per access level of a RunRecord: AUC with its interval, TPR at 1% and 0.1% FPR, precision
     at the top n (with chance) and seconds per attack."""
+    if record.suite_version >= 2:
+        return run_tables_v2(record)
     labels = f" [{', '.join(record.labels)}]" if record.labels else ""
     head = (f"{record.suite} · {record.defense}{labels} · seed {record.seed} · "
             f"{record.split_sizes['members']} members vs {record.split_sizes['non_members']} non-members")
@@ -51,6 +53,61 @@ def run_tables(record: Any) -> list[Table]:
     if tables:
         tables[-1].caption = "TPR@x%: TPR at x% FPR; † underpowered: fewer than 10/x non-members"
     return tables
+
+
+def _ci(metric: dict[str, Any], digits: int = 2) -> str:
+    ci = metric.get("ci")
+    return f" [{ci[0]:.{digits}f},{ci[1]:.{digits}f}]" if ci else ""
+
+
+def _pooled(m: dict[str, Any], key: str, *, ci: bool = False) -> str:
+    """A pooled (protocol v2) metric: value, optional interval, † when underpowered, ! when the AUC's
+    interval lies below chance."""
+    if not m or key not in m:
+        return "–"
+    flag = "†" if key in m.get("underpowered", []) else ""
+    flag += "!" if key == "auc" and m.get("below_chance") else ""
+    return f"{m[key]['value']:.3f}{flag}{_ci(m[key]) if ci else ''}"
+
+
+def run_tables_v2(record: Any) -> list[Table]:
+    """A protocol-v2 record at 100 columns: per access level, each attack's pooled AUC and TPR at 1% and
+    0.1% FPR (with bootstrap-over-targets intervals) on the whole population and on the canaries; then the
+    worst case per access level."""
+    d = record.design
+    labels = f" [{', '.join(record.labels)}]" if record.labels else ""
+    head = (f"{record.suite} v{record.suite_version} · {record.defense}{labels} · seed {record.seed} · "
+            f"{d.get('targets')} targets × {d.get('population')} records ({d.get('canaries')} canaries)")
+    by_access: dict[str, list[tuple[str, dict]]] = {}
+    for name, res in record.attacks.items():
+        by_access.setdefault(res["access"], []).append((name, res))
+    tables: list[Table] = []
+    for access in sorted(by_access, key=lambda a: ACCESS_ORDER.index(a) if a in ACCESS_ORDER else 99):
+        t = _table(f"{head}\naccess: {access}" if not tables else f"access: {access}")
+        for col in ("attack", "AUC [95% CI]", "TPR@1% [95% CI]", "TPR@0.1%", "│ AUC", "TPR@1%", "TPR@0.1%", "s"):
+            t.add_column(col, justify="left" if col == "attack" else "right", no_wrap=True)
+        for name, res in by_access[access]:
+            m, c = res["metrics"], res.get("canaries") or {}
+            t.add_row(name, _pooled(m, "auc", ci=True), _pooled(m, "tpr@1%fpr", ci=True), _pooled(m, "tpr@0.1%fpr"),
+                      "│ " + _pooled(c, "auc"), _pooled(c, "tpr@1%fpr"), _pooled(c, "tpr@0.1%fpr"),
+                      f"{res['seconds']:.0f}")
+        tables.append(t)
+    worst = _table("worst case per access level (each level includes the attacks of the levels below)")
+    for col in ("access", "strongest attack", "AUC [95% CI]", "TPR@1% [95% CI]", "TPR@0.1%", "│ TPR@1%", "TPR@0.1%"):
+        worst.add_column(col, justify="left" if col in ("access", "strongest attack") else "right", no_wrap=True)
+    for level in ACCESS_ORDER:
+        pick = (record.worst_case or {}).get(level)
+        if not pick:
+            continue
+        res = record.attacks[pick["attack"]]
+        m, c = res["metrics"], res.get("canaries") or {}
+        worst.add_row(level, pick["attack"], _pooled(m, "auc", ci=True), _pooled(m, "tpr@1%fpr", ci=True),
+                      _pooled(m, "tpr@0.1%fpr"), "│ " + _pooled(c, "tpr@1%fpr"), _pooled(c, "tpr@0.1%fpr"))
+    n_non = next(iter(record.attacks.values()))["metrics"].get("n_non_members") if record.attacks else 0
+    worst.caption = (f"left of │: all {d.get('population')} records pooled over targets ({n_non:,} non-member "
+                     "scores); right: the canaries only. Intervals: bootstrap over targets. † underpowered "
+                     "(fewer than 10/x non-member scores); ! AUC interval below chance (a broken attack, not privacy)")
+    return [*tables, worst]
 
 
 def _stat(s: lb.Stat, digits: int = 3) -> str:

@@ -221,6 +221,9 @@ def roc_points(scores: np.ndarray, is_member: np.ndarray) -> tuple[np.ndarray, n
 
 
 def load_scores(path: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """(is_member (N,) bool, {attack: (N,) float, higher = member}) from a run's scores.npz."""
+    """(is_member (N,) bool, {attack: (N,) float, higher = member}) from a run's scores.npz. Protocol v2's
+    (T, P) scores and membership are pooled (flattened), as its metrics are."""
     raw = load_npz(path)
-    return raw["is_member"].astype(bool), {k.split("/", 1)[1]: v for k, v in raw.items() if k.startswith("score/")}
+    member = raw["inside"] if "inside" in raw else raw["is_member"]
+    return member.astype(bool).ravel(), {k.split("/", 1)[1]: v.ravel() for k, v in raw.items()
+                                         if k.startswith("score/")}

@@ -25,13 +25,13 @@ QUICK_ATTACKS = [f"attacks.{a}.{k}={v}" for a, opts in {
 }.items() for k, v in opts.items()]
 
 
-def only_attacks(*names: str, suite: str = "digits") -> list[str]:
+def only_attacks(*names: str, suite: str = "digits_v1") -> list[str]:
     """Overrides that switch off every attack of `suite` except `names`."""
     listed = load_run(suite=suite, defense="none").attack_params
     return [f"attacks.{a}=false" for a in listed if a not in names]
 
 
-def quick(defense: str, *overrides: str, suite: str = "digits") -> ResolvedRun:
+def quick(defense: str, *overrides: str, suite: str = "digits_v1") -> ResolvedRun:
     """The digits suite with a tiny budget (plus `overrides`)."""
     return load_run(suite=suite, defense=defense, overrides=[*QUICK, *QUICK_ATTACKS, *overrides])
 
@@ -57,7 +57,7 @@ def quick_config_dir(folder: Path) -> Path:
 
     out = folder / "benchmarks"
     shutil.copytree(REPO_ROOT / "benchmarks" / "defenses", out / "defenses")
-    suite = OmegaConf.merge(OmegaConf.load(REPO_ROOT / "benchmarks" / "digits.yaml"),
+    suite = OmegaConf.merge(OmegaConf.load(REPO_ROOT / "benchmarks" / "digits_v1.yaml"),
                             OmegaConf.from_dotlist([*QUICK, *QUICK_ATTACKS]))
-    OmegaConf.save(suite, out / "digits.yaml")
+    OmegaConf.save(suite, out / "digits_v1.yaml")
     return out

@@ -35,7 +35,7 @@ CAUGHT_ELSEWHERE = {"logan_bb"}
 
 def shipped_budgets() -> list[str]:
     """Overrides that give the BUDGETED attacks the digits suite's own budget settings (benchmarks/digits.yaml)."""
-    suite = load_run(suite="digits", defense="none").attack_params
+    suite = load_run(suite="digits_v1", defense="none").attack_params
     return [f"attacks.{a}.{k}={v}" for a, src in BUDGETED.items()
             for k, v in dataclasses.asdict(suite[src]).items() if k in BUDGET_KEYS and v is not None]
 
@@ -95,7 +95,7 @@ def test_audit_fails_weak_leaky_missing_or_inverted_attacks(control_records):
 
 
 def test_cli_audit_runs_both_controls_and_exits_1_on_a_failed_check(tmp_path, capsys):
-    argv = ["audit", "--results-dir", str(tmp_path), *QUICK, *only_attacks("ganleaks_fbb", "logan_wb")]
+    argv = ["audit", "--suite", "digits_v1", "--results-dir", str(tmp_path), *QUICK, *only_attacks("ganleaks_fbb", "logan_wb")]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "4 of 4 checks passed" in out

@@ -79,7 +79,7 @@ def fast(defense: str, *overrides: str):  # noqa: ANN201 - ResolvedRun
 
 
 def test_a_run_with_overrides_never_touches_the_official_run(tmp_path: Path) -> None:
-    official = RunPaths.of(tmp_path, "digits", "none", 0)
+    official = RunPaths.of(tmp_path, "digits_v1", "none", 0)
     official.root.mkdir(parents=True)
     for p, content in ((official.record, b'{"official": true}'), (official.checkpoint, b"weights")):
         p.write_bytes(content)
@@ -88,7 +88,7 @@ def test_a_run_with_overrides_never_touches_the_official_run(tmp_path: Path) -> 
     assert official.record.read_bytes() == b'{"official": true}' and official.checkpoint.read_bytes() == b"weights"
     assert resolved.variant == f"ovr-{resolved.digest()[:12]}" == record.variant
     assert RunPaths.for_run(tmp_path, resolved, 0).record.is_file()
-    assert load_run(suite="digits", defense="none").variant == ""  # official runs stay where they are
+    assert load_run(suite="digits_v1", defense="none").variant == ""  # official runs stay where they are
 
 
 def test_checkpoint_of_another_training_config_is_kept_and_reused(tmp_path: Path) -> None:
@@ -170,7 +170,7 @@ def test_a_bad_checkpoint_is_moved_aside_with_a_note(kind: str, tmp_path: Path, 
 def test_a_bad_cache_file_is_moved_aside_and_rebuilt(tmp_path: Path, capsys) -> None:
     resolved = quick("none", "trainer.max_steps=20", *only_attacks("lira_fbb"), "utility.enabled=false")
     run(resolved, 0, results_dir=tmp_path)
-    (cache,) = (tmp_path / "digits" / "_cache" / "shadows").glob("*.pt")
+    (cache,) = (tmp_path / "digits_v1" / "_cache" / "shadows").glob("*.pt")
     cache.write_bytes(b"not a torch file")
     run(resolved, 0, results_dir=tmp_path)
     err = capsys.readouterr().err
@@ -209,7 +209,7 @@ def test_a_second_identical_run_waits_then_reuses_the_first_record(tmp_path: Pat
 ])
 def test_bad_values_stop_with_the_key_and_fix_before_torch_is_imported(bad: list[str], key: str,
                                                                        tmp_path: Path) -> None:
-    argv = ["run", "--defense", "relaxloss", "--results-dir", str(tmp_path / "r"), *bad]
+    argv = ["run", "--suite", "digits_v1", "--defense", "relaxloss", "--results-dir", str(tmp_path / "r"), *bad]
     code = ("import sys; from mia_bench.cli import main; rc = main(sys.argv[1:]); "
             "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(rc)")
     proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=60,
@@ -230,7 +230,7 @@ def test_ctrl_c_during_training_prints_one_line_and_exits_130(tmp_path: Path, mo
             raise KeyboardInterrupt
 
     monkeypatch.setattr(guards.TrainingGuard, "on_train_batch_end", interrupt)
-    code = main(["run", "--defense", "none", "--results-dir", str(tmp_path), "--wandb", "offline",
+    code = main(["run", "--suite", "digits_v1", "--defense", "none", "--results-dir", str(tmp_path), "--wandb", "offline",
                  "trainer.max_steps=20", *FAST])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 130 and len(err) == 1 and err[0].startswith("interrupted")
@@ -244,7 +244,7 @@ def test_ctrl_c_during_the_attacks_exits_130(tmp_path: Path, monkeypatch, capsys
         raise KeyboardInterrupt
 
     monkeypatch.setattr(runner, "_attack_one", interrupt)
-    assert main(["run", "--defense", "memorizer", "--results-dir", str(tmp_path), "--wandb", "off", *FAST]) == 130
+    assert main(["run", "--suite", "digits_v1", "--defense", "memorizer", "--results-dir", str(tmp_path), "--wandb", "off", *FAST]) == 130
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
 
 
@@ -331,7 +331,7 @@ def test_attacks_read_only_their_declared_roles(digits) -> None:
     from mia_bench.data import MembershipSplit
     from mia_bench.errors import AccessError
 
-    split = MembershipSplit.make(n_records=len(digits), sizes=load_run(suite="digits", defense="none").config.split,
+    split = MembershipSplit.make(n_records=len(digits), sizes=load_run(suite="digits_v1", defense="none").config.split,
                                  seed=0)
     view = RoleData(digits, {"shadow_pool": split.shadow_pool})
     x, _ = view.take(split.shadow_pool[:5])
@@ -345,7 +345,7 @@ def test_attacks_read_only_their_declared_roles(digits) -> None:
 
 @pytest.mark.parametrize("argv", [
     ["grid", "--seeds", "-2"], ["grid", "--parallel", "0"], ["grid", "--threads", "-1"],
-    ["audit", "--tolerance", "0.7"], ["audit", "--seed", "x"], ["run", "--defense", "none", "--name", "seed3"],
+    ["audit", "--tolerance", "0.7"], ["audit", "--seed", "x"], ["run", "--suite", "digits_v1", "--defense", "none", "--name", "seed3"],
 ])
 def test_every_cli_value_is_validated(argv: list[str], capsys) -> None:
     with pytest.raises(SystemExit) as e:

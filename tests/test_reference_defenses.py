@@ -321,7 +321,7 @@ def test_privgan_privacy_term_moves_each_generator_towards_the_other_generators_
     targets another generator's index); a sign or target error would raise it."""
     from mia_bench.config import load_run
 
-    shipped = load_run(suite="digits", defense="privgan").defense_params.privacy_ratio
+    shipped = load_run(suite="digits_v1", defense="privgan").defense_params.privacy_ratio
     assert shipped > 0
     z = torch.randn(2000, 32, generator=torch.Generator().manual_seed(9))
     log_p, d_p = {}, {}

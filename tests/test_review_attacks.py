@@ -27,7 +27,7 @@ from mia_bench.nets.distance import nearest_distance
 from mia_bench.nets.latent import SearchConfig, reconstruct
 from mia_bench.runner import queries, train_defense
 
-SUITE = load_run(suite="digits", defense="none").attack_params  # the digits suite's shipped attack settings
+SUITE = load_run(suite="digits_v1", defense="none").attack_params  # the digits suite's shipped attack settings
 
 
 @pytest.fixture(scope="module")

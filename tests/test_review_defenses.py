@@ -71,7 +71,7 @@ def test_mimgan_penalty_at_the_shipped_beta_is_high_for_a_copying_generator_and_
     """I(M; d_G(X)) is 0 for a G independent of the members (members and reference records are then
     exchangeable) and grows as G copies them (`_copier_information`: 0.26 nats for a copier at the shipped
     mi_samples and 300 members). The old coupling (sample, nearest member) gave log n for every G."""
-    resolved = load_run(suite="digits", defense="mimgan")
+    resolved = load_run(suite="digits_v1", defense="mimgan")
     beta, s = resolved.defense_params.beta, resolved.defense_params.mi_samples
     assert beta > 0
     split = MembershipSplit.make(n_records=len(digits), sizes=resolved.config.split, seed=0)

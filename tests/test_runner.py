@@ -20,7 +20,7 @@ def none_run(tmp_path_factory):
 
 def test_record_holds_what_a_reader_needs(none_run):
     out, rec = none_run
-    paths = RunPaths.of(out, "digits", "none", 0, rec.variant)
+    paths = RunPaths.of(out, "digits_v1", "none", 0, rec.variant)
     again = RunRecord.read(paths.record)
     assert again == rec
     assert rec.schema == "mia_bench.record/1" and rec.suite_version == 1
@@ -63,10 +63,10 @@ def test_a_different_seed_gives_a_different_split(none_run, tmp_path):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["run", "--defense", "nne"], "Unknown defense 'nne'. Did you mean: none"),
-    (["run", "--defense", "none", "trainer.max_stepz=3"], "unknown config key 'trainer.max_stepz'"),
-    (["run", "--defense", "none", "split.members=1500"], "holds 1797"),
-    (["run", "--defense", "none", "--suite", "cifar99"], "Unknown suite 'cifar99'"),
+    (["run", "--suite", "digits_v1", "--defense", "nne"], "Unknown defense 'nne'. Did you mean: none"),
+    (["run", "--suite", "digits_v1", "--defense", "none", "trainer.max_stepz=3"], "unknown config key 'trainer.max_stepz'"),
+    (["run", "--suite", "digits_v1", "--defense", "none", "split.members=1500"], "holds 1797"),
+    (["run", "--suite", "digits_v1", "--defense", "none", "--suite", "cifar99"], "Unknown suite 'cifar99'"),
 ])
 def test_cli_errors_exit_non_zero_and_write_nothing(argv, message, tmp_path, capsys):
     code = main([*argv, "--results-dir", str(tmp_path / "r"), *QUICK])
@@ -78,15 +78,15 @@ def test_cli_errors_exit_non_zero_and_write_nothing(argv, message, tmp_path, cap
 def test_cli_run_then_leaderboard(tmp_path, capsys):
     r, lb = tmp_path / "r", tmp_path / "lb"
     suites = ["--config-dir", str(quick_config_dir(tmp_path))]  # the quick budget, without overrides
-    assert main(["run", "--defense", "memorizer", "--seed", "0", "1", "--results-dir", str(r), "--no-progress",
+    assert main(["run", "--suite", "digits_v1", "--defense", "memorizer", "--seed", "0", "1", "--results-dir", str(r), "--no-progress",
                  *suites]) == 0
-    assert main(["run", "--defense", "none", "--results-dir", str(r), *QUICK]) == 0  # overridden: not official
+    assert main(["run", "--suite", "digits_v1", "--defense", "none", "--results-dir", str(r), *QUICK]) == 0  # overridden: not official
     assert main(["leaderboard", "--results-dir", str(r), "--leaderboard-dir", str(lb)]) == 0
     out = capsys.readouterr().out
     assert "1 run(s) with overrides left out" in out
-    entry = json.loads((lb / "entries" / "digits" / "memorizer.json").read_text())
+    entry = json.loads((lb / "entries" / "digits_v1" / "memorizer.json").read_text())
     assert sorted(entry["seeds"]) == ["0", "1"]
-    assert not (lb / "entries" / "digits" / "none.json").exists()
+    assert not (lb / "entries" / "digits_v1" / "none.json").exists()
     md = (lb / "LEADERBOARD.md").read_text()
     assert "`memorizer` | *control* | 2 | 1.000 ± 0.000" in md
     assert np.isclose(entry["seeds"]["0"]["attacks"]["logan_wb"]["auc"], 1.0)

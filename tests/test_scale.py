@@ -75,7 +75,7 @@ def _ddp_run(strategy: str, tmp_path: Path, monkeypatch) -> dict:
     probe_dir.mkdir()
     resolved = quick("none", "trainer.max_steps=20", f"trainer.strategy={strategy}", "trainer.devices=2")
     record = run(resolved, 0, results_dir=tmp_path, callbacks=[RankProbe(probe_dir)])
-    paths = RunPaths.of(tmp_path, "digits", "none", 0, record.variant)
+    paths = RunPaths.of(tmp_path, "digits_v1", "none", 0, record.variant)
     assert RunRecord.read(paths.record) == record
     for res in record.attacks.values():
         assert 0 <= res["metrics"]["auc"]["value"] <= 1
@@ -133,29 +133,29 @@ def _records(results: Path) -> dict[str, RunRecord]:
 
 
 def test_submitit_local_executor_runs_a_two_cell_grid(tmp_path):
-    cells = [Cell("digits", d, 0, tuple(TINY)) for d in ("memorizer", "none")]
+    cells = [Cell("digits_v1", d, 0, tuple(TINY)) for d in ("memorizer", "none")]
     out = io.StringIO()
     outcomes = execute(cells, GridOptions(results_dir=tmp_path, parallel=2, wandb="off"), Console(file=out))
     assert [o.status for o in outcomes] == ["done", "done"], out.getvalue()
-    assert sorted(_records(tmp_path)) == ["digits/memorizer/seed0/record.json", "digits/none/seed0/record.json"]
-    todo, done = plan(suite="digits", defenses=["memorizer", "none"], seeds=[0], overrides=TINY, results_dir=tmp_path)
+    assert sorted(_records(tmp_path)) == ["digits_v1/memorizer/seed0/record.json", "digits_v1/none/seed0/record.json"]
+    todo, done = plan(suite="digits_v1", defenses=["memorizer", "none"], seeds=[0], overrides=TINY, results_dir=tmp_path)
     assert todo == [] and len(done) == 2
-    todo, _ = plan(suite="digits", defenses=["none"], seeds=[0], overrides=[*TINY, "trainer.max_steps=31"],
+    todo, _ = plan(suite="digits_v1", defenses=["none"], seeds=[0], overrides=[*TINY, "trainer.max_steps=31"],
                    results_dir=tmp_path)
     assert len(todo) == 1, "a record of another config does not count as finished"
 
 
 def test_a_failing_cell_is_reported_and_leaves_the_others_intact(tmp_path, capsys):
     r, lb = tmp_path / "r", tmp_path / "lb"
-    code = main(["grid", "--defenses", "memorizer", "none", "--seeds", "0", "--parallel", "2", "--wandb", "off",
+    code = main(["grid", "--suite", "digits_v1", "--defenses", "memorizer", "none", "--seeds", "0", "--parallel", "2", "--wandb", "off",
                  "--results-dir", str(r), "--leaderboard-dir", str(lb), *TINY, "trainer.batch_size=400"])
     captured = capsys.readouterr()
     out, err = captured.out.replace("\n", ""), captured.err.replace("\n", "")
     assert code == 1
     assert "none/seed0 failed: mia_bench.errors.ConfigError: batch size 400" in out
-    (log,) = [p for p in (r / "digits" / "_grid" / "logs").glob("*_log.err") if "lower trainer.batch_size" in p.read_text()]
+    (log,) = [p for p in (r / "digits_v1" / "_grid" / "logs").glob("*_log.err") if "lower trainer.batch_size" in p.read_text()]
     assert f"log: {log}" in out and f"failed cells: none/seed0 ({log})" in err
-    assert sorted(_records(r)) == ["digits/memorizer/seed0/record.json"]
+    assert sorted(_records(r)) == ["digits_v1/memorizer/seed0/record.json"]
     assert (lb / "LEADERBOARD.md").is_file()
 
 
@@ -173,12 +173,12 @@ def _alive_with(marker: str) -> list[int]:
 
 def test_grid_killed_by_sigterm_then_rerun_finishes_every_cell_once(tmp_path):
     r, lb = tmp_path / "r", tmp_path / "lb"
-    argv = [sys.executable, "-m", "mia_bench", "grid", "--defenses", "memorizer", "none", "--seeds", "0",
+    argv = [sys.executable, "-m", "mia_bench", "grid", "--suite", "digits_v1", "--defenses", "memorizer", "none", "--seeds", "0",
             "--wandb", "off", "--results-dir", str(r), "--leaderboard-dir", str(lb), *TINY]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     grid = subprocess.Popen([*argv, "--parallel", "1"], cwd=REPO, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
-    logs, deadline = r / "digits" / "_grid" / "logs", time.time() + 120
+    logs, deadline = r / "digits_v1" / "_grid" / "logs", time.time() + 120
     # kill once the first cell is finished and the second one is running
     while len(list(logs.glob("*_submitted.pkl"))) < 2 and time.time() < deadline and grid.poll() is None:
         time.sleep(0.1)
@@ -187,13 +187,13 @@ def test_grid_killed_by_sigterm_then_rerun_finishes_every_cell_once(tmp_path):
     assert grid.returncode == 143, out
     assert "grid interrupted: cancelled 1 running cell(s)" in out.replace("\n", " ")
     first = _records(r)
-    assert sorted(first) == ["digits/memorizer/seed0/record.json"], "the grid must have been killed in the middle"
+    assert sorted(first) == ["digits_v1/memorizer/seed0/record.json"], "the grid must have been killed in the middle"
     assert not _alive_with(str(r)), "no cell of the killed grid may keep running"
     again = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "1 already finished, 1 to run" in again.stdout.replace("\n", " ")
     final = _records(r)
-    assert sorted(final) == ["digits/memorizer/seed0/record.json", "digits/none/seed0/record.json"]
+    assert sorted(final) == ["digits_v1/memorizer/seed0/record.json", "digits_v1/none/seed0/record.json"]
     assert final["digits/memorizer/seed0/record.json"] == first["digits/memorizer/seed0/record.json"], "kept, not rerun"
     assert not list(r.rglob("*.tmp")), "no half-written file may remain"
 
@@ -213,7 +213,7 @@ def test_slurm_cells_become_one_job_array_with_the_requested_resources(tmp_path,
                                  "mem_gb": 8})
     ex = make_executor(options, tmp_path / "logs")
     with ex.batch():
-        jobs = [ex.submit(run_cell, Cell("digits", "none", s), str(tmp_path)) for s in (0, 1)]
+        jobs = [ex.submit(run_cell, Cell("digits_v1", "none", s), str(tmp_path)) for s in (0, 1)]
     assert [j.job_id for j in jobs] == ["4242_0", "4242_1"]
     script = (tmp_path / "job.sh").read_text()
     for line in ("--partition=gpu", "--gpus-per-node=2", "--ntasks-per-node=2", "--time=30", "--mem=8GB",

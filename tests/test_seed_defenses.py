@@ -94,7 +94,7 @@ def test_mpgan_at_the_shipped_lambda_pushes_its_membership_network_towards_chanc
 
     This is the defender's own M. A freshly trained M on the final D's activations is not fooled (see the
     issue-3 report), so this checks the game works as specified, not that D's activations hold no signal."""
-    shipped = load_run(suite="digits", defense="mpgan").defense_params.lambda_m
+    shipped = load_run(suite="digits_v1", defense="mpgan").defense_params.lambda_m
     chance = 2 * np.log(0.5)
     excess, gap = {}, {}
     for lam in (shipped, 0.0):
@@ -189,7 +189,7 @@ def test_relaxloss_holds_the_members_loss_at_the_shipped_alpha_where_the_plain_g
     """The shipped alpha (0.5) against the same game without RelaxLoss (`none`): the schedule must keep
     D's member loss near alpha (ascent below it), while the plain game drives it lower (measured 0.32-0.34
     against 0.57 over split seeds 0-1); alpha = 1 checks that the level follows alpha."""
-    shipped = load_run(suite="digits", defense="relaxloss").defense_params.alpha
+    shipped = load_run(suite="digits_v1", defense="relaxloss").defense_params.alpha
     level = {}
     for alpha in (shipped, 1.0, None):  # None: `none`
         rec = RealLossRecorder()
@@ -235,7 +235,7 @@ def test_mimgan_at_the_shipped_beta_removes_membership_information_from_a_copyin
     0.30-0.35 nats over split seeds 0-3 (fresh critics, 512 samples)."""
     sizes = ["split.members=16", "split.reference=16", "trainer.batch_size=16"]
     shipped = quick("mimgan", *sizes)
-    assert shipped.defense_params.beta == load_run(suite="digits", defense="mimgan").defense_params.beta > 0
+    assert shipped.defense_params.beta == load_run(suite="digits_v1", defense="mimgan").defense_params.beta > 0
     split = MembershipSplit.make(n_records=len(digits), sizes=shipped.config.split, seed=0)
     (xm, _), (xr, _) = digits.take(split.members), digits.take(split.reference)
     torch.manual_seed(0)

@@ -58,7 +58,7 @@ def offline_run(tmp_path_factory):
 
 def test_offline_run_writes_its_folder_under_the_results_dir(offline_run):
     out, record = offline_run
-    assert record.wandb_run_id and RunRecord.read(RunPaths.of(out, "digits", "none", 0, record.variant).record) == record
+    assert record.wandb_run_id and RunRecord.read(RunPaths.of(out, "digits_v1", "none", 0, record.variant).record) == record
     (run_dir,) = (out / "wandb").glob(f"offline-run-*-{record.wandb_run_id}")
     assert (run_dir / f"run-{record.wandb_run_id}.wandb").stat().st_size > 0
     media = {p.relative_to(run_dir / "files" / "media").parts[:2] for p in (run_dir / "files" / "media").rglob("*.*")}
@@ -117,14 +117,14 @@ def test_wandb_failures_never_fail_the_run(tmp_path, monkeypatch):
     with tracking.for_run("offline", resolved, 1, results_dir=tmp_path) as tracker:
         record = run(resolved, 1, results_dir=tmp_path, tracker=tracker)
         assert not tracker.active
-    assert RunRecord.read(RunPaths.of(tmp_path, "digits", "memorizer", 1, record.variant).record).wandb_run_id == record.wandb_run_id
+    assert RunRecord.read(RunPaths.of(tmp_path, "digits_v1", "memorizer", 1, record.variant).record).wandb_run_id == record.wandb_run_id
 
 
 def test_cli_modes_and_the_leaderboard_table(tmp_path):
     r, lb = tmp_path / "r", tmp_path / "lb"
-    assert main(["run", "--defense", "memorizer", "--results-dir", str(r), "--wandb", "off", *QUICK]) == 0
+    assert main(["run", "--suite", "digits_v1", "--defense", "memorizer", "--results-dir", str(r), "--wandb", "off", *QUICK]) == 0
     assert not (r / "wandb").exists()
-    assert main(["run", "--defense", "memorizer", "--seed", "1", "--results-dir", str(r), "--no-progress",
+    assert main(["run", "--suite", "digits_v1", "--defense", "memorizer", "--seed", "1", "--results-dir", str(r), "--no-progress",
                  "--config-dir", str(quick_config_dir(tmp_path))]) == 0  # the quick budget, without overrides
     assert len(list((r / "wandb").glob("offline-run-*"))) == 1  # offline is the default
     assert main(["leaderboard", "--results-dir", str(r), "--leaderboard-dir", str(lb), "--wandb", "offline"]) == 0

@@ -92,16 +92,17 @@ def _grouped_order(rng: np.random.Generator, n: int, groups: np.ndarray) -> np.n
     return np.lexsort((jitter, group_rank))
 
 
-def _cut(order: np.ndarray, wanted: dict[str, int], groups: np.ndarray | None, dataset: str) -> dict[str, np.ndarray]:
+def _cut(order: np.ndarray, wanted: dict[str, int], groups: np.ndarray | None, dataset: str,
+         roles: tuple[str, ...] = ROLES, where: dict[str, str] | None = None) -> dict[str, np.ndarray]:
     """Consecutive blocks of `order`; with groups, a block ends on a group boundary (excess records skipped)."""
     parts: dict[str, np.ndarray] = {}
     pos = 0
-    for role in ROLES:
+    for role in roles:
         take = wanted[role]
         block = order[pos:pos + take]
         if block.size < take:
             raise SplitError(f"dataset '{dataset}' has too few records (after keeping groups whole) for "
-                             f"split.{role}={take}; reduce the split sizes")
+                             f"{(where or {}).get(role, 'split')}.{role}={take}; reduce the split sizes")
         pos += take
         if groups is not None and take:
             # skip the rest of the last group so the next role starts on a fresh group

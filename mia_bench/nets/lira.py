@@ -94,3 +94,67 @@ def pooled_online_score(target: np.ndarray, mu_out: np.ndarray, shift: InShift) 
     function of the loss, (l - mu_out) * shift / sd^2 - shift^2 / (2 sd^2)."""
     sd = np.full_like(mu_out, max(shift.sd_pooled, _TINY))
     return norm.logpdf(target, mu_out + shift.shift, sd) - norm.logpdf(target, mu_out, sd)
+
+
+# ---- protocol v2: leave-one-out over many targets (every record IN for half of them) -----------------
+
+def loo_scores(target_stats: np.ndarray, ref_stats: np.ndarray, inside: np.ndarray, *, mode: str,
+               global_variance: bool | None = None) -> np.ndarray:
+    """(T, P) LiRA scores of every record under every target, each target scored against the reference
+    models of the other indices (leave-one-out, as Aerni et al. 2024 do).
+
+    target_stats (T, P): the statistic (a loss, lower = member) of record j under target t.
+    ref_stats (T, P): the same under the reference models; reference t shares target t's membership
+        (adaptive: the targets themselves; natural: the `none` targets of the same design), and is left out
+        when target t is scored. inside (T, P): membership of the design.
+    mode: online (per-record IN and OUT Gaussians, LiRA's likelihood ratio) | offline (the OUT Gaussian's
+        one-sided test). Means are per-record medians (LiRA's code); spreads are per record, or, with
+        global_variance (default: fewer than 64 reference models, LiRA's advice), one within-record pooled
+        spread for IN and one for OUT.
+    """
+    t_n, p_n = target_stats.shape
+    if ref_stats.shape != (t_n, p_n) or inside.shape != (t_n, p_n):
+        raise ValueError(f"target_stats {target_stats.shape}, ref_stats {ref_stats.shape} and inside "
+                         f"{inside.shape} must all be (T, P)")
+    if mode not in ("online", "offline"):
+        raise ValueError(f"mode must be online or offline, got {mode!r}")
+    if global_variance is None:
+        global_variance = t_n - 1 < GLOBAL_VARIANCE_BELOW
+    inside = np.asarray(inside, bool)
+    out = np.empty((t_n, p_n))
+    for t in range(t_n):
+        keep = np.arange(t_n) != t
+        ref, m = ref_stats[keep], inside[keep]
+        mu_out, sd_out = _masked_fit(ref, ~m, global_variance)
+        if mode == "offline":
+            out[t] = offline_score(target_stats[t], mu_out, sd_out)
+            continue
+        mu_in, sd_in = _masked_fit(ref, m, global_variance)
+        out[t] = norm.logpdf(target_stats[t], mu_in, sd_in) - norm.logpdf(target_stats[t], mu_out, sd_out)
+    return out
+
+
+def _masked_fit(stats: np.ndarray, mask: np.ndarray, global_variance: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Per-record median and spread of stats[mask] (columns); a record without any entry gets the median of
+    the others, one with fewer than two the pooled spread."""
+    vals = np.where(mask, stats, np.nan)
+    counts = mask.sum(0)
+    with np.errstate(all="ignore"):
+        mu = np.nanmedian(vals, axis=0) if counts.all() else _nanmedian_filled(vals, counts)
+    pooled = _pooled_sd(stats, mask)
+    pooled = pooled if np.isfinite(pooled) else 1.0
+    if global_variance:
+        sd = np.full(stats.shape[1], pooled)
+    else:
+        with np.errstate(all="ignore"):
+            sd = np.nanstd(vals, axis=0, ddof=1)
+        sd = np.where(counts >= 2, sd, pooled)
+    return mu, np.maximum(sd, _TINY)
+
+
+def _nanmedian_filled(vals: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    mu = np.full(vals.shape[1], np.nan)
+    ok = counts > 0
+    mu[ok] = np.nanmedian(vals[:, ok], axis=0)
+    mu[~ok] = np.median(mu[ok]) if ok.any() else 0.0
+    return mu

@@ -31,17 +31,34 @@ SHOWN = ("auc", "tpr@1%fpr", "tpr@0.1%fpr")
 UTILITY_SHOWN = ("fid_classifier", "fid_inception", "downstream_accuracy", "dwp_mae", "dwpre_mae")
 
 
+def _values(m: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {k: m[k]["value"] for k in m if isinstance(m[k], dict) and "value" in m[k]}
+    pooled = m.get("underpowered")  # protocol v2 lists the underpowered FPRs; v1 flags them per metric
+    out["underpowered"] = sorted(pooled if isinstance(pooled, list) else
+                                 (k for k in m if isinstance(m[k], dict) and m[k].get("detail", {}).get("underpowered")))
+    return out
+
+
 def seed_summary(record: RunRecord) -> dict[str, Any]:
     attacks = {}
     for name, res in record.attacks.items():
-        m = res["metrics"]
-        attacks[name] = {k: m[k]["value"] for k in m if isinstance(m[k], dict) and "value" in m[k]}
-        attacks[name]["underpowered"] = sorted(k for k in m if isinstance(m[k], dict)
-                                               and m[k].get("detail", {}).get("underpowered"))
-    return {"split_digest": record.split_digest, "attacks": attacks, "utility": record.utility,
-            "privacy_guarantee": record.privacy_guarantee, "n_members": record.split_sizes["members"],
-            "n_non_members": record.split_sizes["non_members"],
-            "git": (record.environment.get("git") or {}).get("commit"), "created_at": record.created_at}
+        attacks[name] = _values(res["metrics"])
+        if res.get("canaries"):  # protocol v2: the canaries scored on their own
+            attacks[name]["canaries"] = _values(res["canaries"])
+    out = {"split_digest": record.split_digest, "attacks": attacks, "utility": record.utility,
+           "privacy_guarantee": record.privacy_guarantee,
+           "git": (record.environment.get("git") or {}).get("commit"), "created_at": record.created_at}
+    if record.suite_version >= 2:
+        first = next(iter(record.attacks.values()), {}).get("metrics", {})
+        out.update(n_members=first.get("n_members"), n_non_members=first.get("n_non_members"),
+                   design={k: record.design.get(k) for k in ("digest", "targets", "population", "canaries",
+                                                             "canary_kind")},
+                   worst_case={level: {"attack": w["attack"], **{k: v["value"] for k, v in w.get("metrics", {}).items()},
+                                       "canaries": {k: v["value"] for k, v in w.get("canaries", {}).items()}}
+                               for level, w in record.worst_case.items()})
+    else:
+        out.update(n_members=record.split_sizes["members"], n_non_members=record.split_sizes["non_members"])
+    return out
 
 
 def build_entry(records: list[RunRecord], existing: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -63,3 +63,67 @@ def privacy_utility_png(path: Path, points: list[TradeoffPoint], *, title: str, 
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return _save(fig, path)
+
+
+@dataclass(frozen=True)
+class ExposedRecord:
+    """One of the most exposed records: the record, its nearest released sample, and its scores."""
+
+    record: np.ndarray  # (*shape) in [-1, 1]
+    nearest: np.ndarray  # the nearest sample of a target that trained on it
+    gap: float  # mean score IN minus OUT, in the attack's within-group spread
+    record_id: int
+    canary: bool
+
+
+def _image(a: np.ndarray) -> tuple[np.ndarray, str | None]:
+    a = (np.clip(np.asarray(a, dtype=float), -1, 1) + 1) / 2
+    if a.ndim == 3 and a.shape[0] in (1, 3):
+        a = a[0] if a.shape[0] == 1 else np.transpose(a, (1, 2, 0))
+    return a, ("gray" if a.ndim == 2 else None)
+
+
+def exposure_png(path: Path, rows: list[ExposedRecord], *, title: str) -> Path:
+    """The most exposed records beside their nearest released sample: image pairs (records of images), or
+    a table of values (tabular records), 4 pairs per row, each captioned with its gap and id."""
+    plt = _pyplot()
+    images = rows and rows[0].record.ndim >= 2
+    if not images:
+        return _exposure_table(path, rows, title=title)
+    cols = 4
+    n_rows = max(1, -(-len(rows) // cols))
+    fig, axes = plt.subplots(n_rows, 2 * cols, figsize=(2 * cols * 1.05, n_rows * 1.35 + 0.6), dpi=130,
+                             squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for i, r in enumerate(rows):
+        a, b = axes[i // cols, 2 * (i % cols)], axes[i // cols, 2 * (i % cols) + 1]
+        for ax, img in ((a, r.record), (b, r.nearest)):
+            arr, cmap = _image(img)
+            ax.imshow(arr, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
+        a.set_title(f"#{r.record_id}{' canary' if r.canary else ''}\ngap {r.gap:.1f}", fontsize=6.5, loc="left")
+        b.set_title("nearest\nsample", fontsize=6.5, loc="left", color="0.35")
+    fig.suptitle(title, fontsize=8, x=0.01, ha="left")
+    fig.tight_layout(rect=(0, 0, 1, 0.97), w_pad=0.2, h_pad=0.4)
+    return _save(fig, path)
+
+
+def _exposure_table(path: Path, rows: list[ExposedRecord], *, title: str) -> Path:
+    plt = _pyplot()
+    width = min(rows[0].record.size if rows else 1, 12)
+    fig, ax = plt.subplots(figsize=(1.2 + 0.55 * width, 0.3 * (2 * len(rows) + 2)), dpi=130)
+    ax.set_axis_off()
+    cells, labels = [], []
+    for r in rows:
+        for name, v in (("record", r.record), ("nearest", r.nearest)):
+            cells.append([f"{x:.2f}" for x in np.asarray(v).ravel()[:width]])
+            labels.append(f"#{r.record_id} {name}" + (" (canary)" if r.canary and name == "record" else "")
+                          + (f" gap {r.gap:.1f}" if name == "record" else ""))
+    if cells:
+        table = ax.table(cellText=cells, rowLabels=labels, loc="upper left", cellLoc="right")
+        table.auto_set_font_size(False)
+        table.set_fontsize(6)
+    ax.set_title(title + (f" (first {width} columns)" if rows and rows[0].record.size > width else ""),
+                 fontsize=8, loc="left")
+    fig.tight_layout()
+    return _save(fig, path)

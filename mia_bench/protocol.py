@@ -50,6 +50,8 @@ from mia_bench.metrics.privacy import fpr_key
 from mia_bench.metrics.utility import evaluate_utility
 from mia_bench.nets import lira as lira_math
 from mia_bench.results import RunPaths, RunRecord, environment, now_iso
+from mia_bench.runner import diagnose as diagnose_one
+from mia_bench.runner import write_or_rescue
 
 log = logging.getLogger("mia_bench.protocol")
 LEVELS = tuple(a.value for a in AccessLevel)  # samples < generator < white_box
@@ -163,17 +165,23 @@ def lira_loo(name: str, params: Any, stats: LiraStatistics, targets: shadows.Sha
 def per_target(name: str, params: Any, seed: int, design: MembershipDesign, data: ArrayDataset,
                targets: shadows.ShadowBank, rel: list[Released], recipe: Recipe, cache_dir: Path,
                on_target: Callable[[], None]) -> tuple[dict, np.ndarray, dict]:
+    """Fit and score attack `name` on every target, each through its own view and attacker roles; the
+    targets' local models (one each, when the attack trains one) are trained first as one stack."""
     cls = ATTACKS.get(name)
     qx, qy = data.take(design.population)
-    rows, extra, desc = [], [], {}
+    prepared = []
     for t, (model, released) in enumerate(zip(targets.models, rel, strict=True)):
         split = design.target_split(t)
-        attack = cls(config=params, seed=seed)
-        view = make_view(model, cls.access, released)
         ids = {role: np.asarray(getattr(split, role)) for role in cls.needs}
         knowledge = AttackerKnowledge(data={role: data.take(ids[role]) for role in cls.needs}, ids=ids,
                                       recipe=recipe, dataset=RoleData(data, ids) if cls.needs else None,
                                       cache_dir=cache_dir, seed=seed)
+        prepared.append((cls(config=params, seed=seed), make_view(model, cls.access, released), knowledge))
+    requests = [r for r in (a.bank_request(v, k) for a, v, k in prepared) if r is not None]
+    if len(requests) > 1:
+        shadows.train_together(requests, label=f"'{name}' local models (one per target)")
+    rows, extra, desc = [], [], {}
+    for t, (attack, view, knowledge) in enumerate(prepared):
         attack.fit(view, knowledge)
         s = np.asarray(attack.score(view, qx, qy, ids=design.population), dtype=np.float64)
         if s.shape != (qx.shape[0],) or not np.isfinite(s).all():
@@ -262,6 +270,29 @@ def exposure_table(raw: dict[str, np.ndarray], worst: dict[str, dict], design: M
     return out
 
 
+def exposure_figure(path: Path, table: dict[str, np.ndarray], worst: dict[str, dict], data: ArrayDataset,
+                    design: MembershipDesign, rel: list[Released], *, n: int = 16) -> Path | None:
+    """The `n` most exposed records under the strongest attack of the widest access level, each beside its
+    nearest released sample of a target that trained on it (plots.exposure_png)."""
+    from mia_bench.nets.distance import nearest_distance
+    from mia_bench.plots import ExposedRecord, exposure_png
+
+    if not worst:
+        return None
+    level = LEVELS[max(LEVELS.index(lv) for lv in worst)]
+    gap = table[f"{level}/gap"]
+    rows = []
+    for j in np.argsort(-gap, kind="stable")[:n]:
+        x = data.take(design.population[j:j + 1])[0]
+        t = int(np.flatnonzero(design.inside[:, j])[0])
+        _, idx = nearest_distance(x, rel[t].x)
+        rows.append(ExposedRecord(record=x[0].numpy(), nearest=rel[t].x[int(idx[0])].numpy(), gap=float(gap[j]),
+                                  record_id=int(design.population[j]), canary=bool(design.canary[j])))
+    title = (f"the {len(rows)} most exposed records under {worst[level]['attack']} ({level} access), "
+             "each beside its nearest sample from a target that trained on it")
+    return exposure_png(path, rows, title=title)
+
+
 def utility(resolved: ResolvedRun, rel: list[Released], data: ArrayDataset, design: MembershipDesign, seed: int,
             out_dir: Path, cache_dir: Path) -> dict[str, Any]:
     """The utility metrics on the first `design.utility_targets` targets' releases (against the hold-out):
@@ -282,8 +313,6 @@ def utility(resolved: ResolvedRun, rel: list[Released], data: ArrayDataset, desi
 
 
 def diagnose(targets: shadows.ShadowBank, data: ArrayDataset, design: MembershipDesign) -> dict[str, Any]:
-    from mia_bench.runner import diagnose as diagnose_one
-
     return diagnose_one(targets.models[0], data, design.target_split(0)) | {"on": "target 0"}
 
 
@@ -311,9 +340,11 @@ def run_v2(resolved: ResolvedRun, seed: int, paths: RunPaths, *, results_dir: Pa
         natural_rel = None if natural is None else (target_rel if natural is targets else
                                                     releases(natural.models, cfg.release.n_samples, seed))
         first = target_rel[0]  # x, y: target 0's release (what reports show); targets_*: every target's
-        atomic_save_npz(paths.samples, x=first.x.numpy(), y=np.zeros(0, np.int64) if first.y is None else first.y.numpy(),
-                        targets_x=torch.stack([r.x for r in target_rel]).numpy(),
-                        targets_y=np.zeros(0, np.int64) if first.y is None else torch.stack([r.y for r in target_rel]).numpy())
+        none_y = np.zeros(0, np.int64)
+        samples = dict(x=first.x.numpy(), y=none_y if first.y is None else first.y.numpy(),
+                       targets_x=torch.stack([r.x for r in target_rel]).numpy(),
+                       targets_y=none_y if first.y is None else torch.stack([r.y for r in target_rel]).numpy())
+        write_or_rescue(paths.samples, lambda p: atomic_save_npz(p, **samples), what="the released samples")
     with stage(timings, "attacks", on_stage):
         attacks, raw = attack_all(resolved, seed, data, design, targets, target_rel, natural, natural_rel, cache_dir)
     worst = worst_case(attacks)
@@ -321,8 +352,11 @@ def run_v2(resolved: ResolvedRun, seed: int, paths: RunPaths, *, results_dir: Pa
         util = utility(resolved, target_rel, data, design, seed, paths.root, cache_dir)
     with stage(timings, "diagnostics", on_stage):
         diagnostics = diagnose(targets, data, design)
-    atomic_save_npz(paths.scores, record_id=design.population, inside=design.inside, canary=design.canary, **raw)
-    atomic_save_npz(paths.root / "exposure.npz", **exposure_table(raw, worst, design))
+    write_or_rescue(paths.scores, lambda p: atomic_save_npz(p, record_id=design.population, inside=design.inside,
+                                                             canary=design.canary, **raw), what="the attack scores")
+    table = exposure_table(raw, worst, design)
+    write_or_rescue(paths.root / "exposure.npz", lambda p: atomic_save_npz(p, **table), what="the per-record exposure")
+    exposure_figure(paths.root / "exposure.png", table, worst, data, design, target_rel)
     cls = DEFENSES.get(resolved.defense_name)
     labels = [lab for lab, on in (("control", cls.is_control), ("reconstructed", cls.reconstructed)) if on]
     banks = {"targets": targets.describe(), "natural": None if natural is None else natural.describe()}
@@ -337,6 +371,6 @@ def run_v2(resolved: ResolvedRun, seed: int, paths: RunPaths, *, results_dir: Pa
         wandb_run_id=tracker.run_id if tracker is not None else None, variant=resolved.variant,
         design=design.describe(), worst_case=worst,
     )
-    record.write(paths.record)
+    write_or_rescue(paths.record, record.write, what="the run's record")
     return record
 

@@ -314,7 +314,7 @@ def finished_record(paths: RunPaths, resolved: ResolvedRun) -> RunRecord | None:
     return record if same else None
 
 
-RUN_FILES = ("record.json", "scores.npz", "samples.npz", "dwp.png", "dwpre.png")
+RUN_FILES = ("record.json", "scores.npz", "samples.npz", "dwp.png", "dwpre.png", "exposure.npz", "exposure.png")
 
 
 def keep_other_config(paths: RunPaths, digest: str) -> None:

@@ -7,8 +7,8 @@ Banks are cached on disk by digest (recipe digest + the records' ids and content
 subsets were drawn), so a second attack or a rerun reuses them; the `natural` bank (the `none` recipe)
 does not depend on the defense, so every defense of one seed shares it.
 
-Banks of several models of the unprotected game (`none` and its subclasses that keep its game) train as
-one vectorised stack (nets/stacked_gan.py); any other recipe trains one model after another through
+Banks of several models of a stackable game (`none` and its subclasses that keep its game, MEGAN, mixup:
+stack_game) train as one vectorised stack (nets/stacked_gan.py); any other recipe trains one model after another through
 runner.fit_defense, and the log says so (a single model always goes through fit_defense: at K = 1 the
 Lightning loop is the faster of the two).
 """
@@ -88,13 +88,43 @@ def with_steps(recipe: Recipe, steps: int) -> Recipe:
     return recipe if steps <= 0 else replace(recipe, trainer=replace(recipe.trainer, max_steps=int(steps)))
 
 
-def can_stack(recipe: Recipe) -> bool:
-    """True when the recipe plays exactly the `none` game in float32 (nets/stacked_gan.py trains it)."""
+def stack_game(recipe: Recipe) -> Any:
+    """The nets/stacked_gan.StackGame the recipe plays, or None when it cannot be stacked. Stacked: the
+    unprotected game (`none` and its subclasses that keep its game), MEGAN and mixup, in float32. The
+    other MLP games (mimgan, mpgan, relaxloss, privgan, pargan) have players or steps of their own and
+    train one model after another; so do the Opacus-based DP games."""
+    from mia_bench.defenses.megan import MEGAN
+    from mia_bench.defenses.mixup import MixupGAN
+    from mia_bench.nets.stacked_gan import StackGame
+
     cls = DEFENSES.get(recipe.defense)
-    return (issubclass(cls, UnprotectedGAN) and isinstance(recipe.params, GANConfig)
+    if recipe.trainer.precision not in ("32", "32-true") or _has_buffers(recipe):
+        return None
+    p = recipe.params
+    if (issubclass(cls, UnprotectedGAN) and isinstance(p, GANConfig)
             and all(getattr(cls, m) is getattr(UnprotectedGAN, m)
-                    for m in ("training_step", "configure_optimizers", "generate", "discriminate", "prepare"))
-            and recipe.trainer.precision in ("32", "32-true"))
+                    for m in ("training_step", "configure_optimizers", "generate", "discriminate", "prepare"))):
+        return StackGame(wgan=p.loss == "wgan-gp", n_critic=int(p.n_critic), gp_weight=float(p.gp_weight),
+                         real_label=float(p.real_label))
+    if cls is MEGAN:
+        return StackGame(entropy_weight=float(p.lambda_h))
+    if cls is MixupGAN:
+        return StackGame(wgan=True, n_critic=int(p.n_g), gp_weight=float(p.gp_weight), mix_alpha=float(p.alpha))
+    return None
+
+
+def _has_buffers(recipe: Recipe) -> bool:
+    """Players with buffers (batch-norm statistics of the conv nets) do not go through the functional stack."""
+    if not hasattr(recipe.params, "net") or getattr(recipe.params, "net", "mlp") == "mlp":
+        return False
+    with torch.device("meta"):
+        model = DEFENSES.get(recipe.defense)(config=recipe.params, info=recipe.info, n_train=1)
+    return any(True for player in ("generator", "discriminator") for _ in model.players[player].buffers())
+
+
+def can_stack(recipe: Recipe) -> bool:
+    """True when nets/stacked_gan.py can train the recipe (see stack_game)."""
+    return stack_game(recipe) is not None
 
 
 def owned_generator(model: Defense) -> GeneratorQuery:
@@ -165,7 +195,7 @@ def stacked_trainer(recipe: Recipe, data: ArrayDataset, subsets: list[np.ndarray
         models.append(m)
         sets.append((x, y))
     return StackedGANTrainer(models=models, train_sets=sets, config=recipe.params,
-                             batch_size=recipe.trainer.batch_size, seeds=seeds)
+                             batch_size=recipe.trainer.batch_size, seeds=seeds, game=stack_game(recipe))
 
 
 def _train_stacked(recipe: Recipe, data: ArrayDataset, subsets: list[np.ndarray], seeds: list[int]) -> list[Defense]:
@@ -230,6 +260,55 @@ def train_bank(*, recipe: Recipe, data: ArrayDataset, ids: np.ndarray, n_models:
     if path is not None:
         _save(path, bank)
     return bank
+
+
+def train_together(requests: list[dict], *, label: str = "local models") -> int:
+    """Train the single-model banks `requests` (train_bank keyword arguments, n_models=1, every record)
+    that share one stackable recipe as one vectorised stack, and cache each under its own digest, so that
+    train_bank(**request) then loads it. Protocol v2 uses it for the local and substitute models of T
+    targets (one per target, each on that target's release). Requests that are cached already, cannot be
+    stacked, or have no cache folder are left for train_bank to train; returns how many were trained."""
+    todo: dict[str, list[tuple[dict, str, Path]]] = {}
+    for req in requests:
+        recipe, data, ids = req["recipe"], req["data"], np.asarray(req["ids"], dtype=np.int64)
+        if (req.get("n_models") != 1 or req.get("cache_dir") is None or req.get("reference_ids") is not None
+                or req.get("size", 0) != EVERY_RECORD or not can_stack(recipe)):
+            continue
+        digest = bank_digest(recipe, data, ids, 1, req["seed"], req["size"], req.get("members"))
+        path = Path(req["cache_dir"]) / "shadows" / f"{digest[:32]}.pt"
+        if path.is_file() and _load(path, recipe, digest) is not None:
+            continue
+        todo.setdefault(recipe.digest(), []).append((req, digest, path))
+    from mia_bench.nets.stacked_gan import StackedGANTrainer
+
+    trained = 0
+    for group in todo.values():
+        if len(group) < 2:
+            continue  # one model: train_bank's Lightning loop is the faster of the two
+        recipe = group[0][0]["recipe"]
+        models, sets, seeds = [], [], []
+        for req, _, _ in group:
+            ids = np.asarray(req["ids"], dtype=np.int64)
+            s = model_seed(req["seed"], 0)  # the seed train_bank gives a bank's only model
+            m = _fresh(recipe, ids.size, s)
+            x, y = req["data"].take(ids)
+            m.prepare(x, y)
+            models.append(m)
+            sets.append((x, y))
+            seeds.append(s)
+        t0 = time.perf_counter()
+        trainer = StackedGANTrainer(models=models, train_sets=sets, config=recipe.params,
+                                    batch_size=recipe.trainer.batch_size, seeds=seeds, game=stack_game(recipe))
+        rounds = recipe.trainer.max_steps * models[0].batches_per_generator_step
+        with progress.task(f"{len(group)} {label} as one stack: rounds", total=rounds) as bar:
+            fitted = trainer.fit(rounds, on_round=bar.advance)
+        seconds = (time.perf_counter() - t0) / len(group)
+        for (req, digest, path), m in zip(group, fitted, strict=True):
+            ids = np.asarray(req["ids"], dtype=np.int64)
+            _save(path, ShadowBank(models=[m], record_ids=ids, members=np.ones((1, ids.size), bool), recipe=recipe,
+                                   digest=digest, stacked=True, seconds=seconds, cached=False))
+        trained += len(group)
+    return trained
 
 
 def _references(recipe: Recipe, ids: np.ndarray, members: np.ndarray,

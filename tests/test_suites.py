@@ -10,10 +10,17 @@ from mia_bench.cli import main
 from mia_bench.config import REPO_ROOT, load_run
 from mia_bench.results import find_records
 
-TINY = ["split.members=40", "split.non_members=40", "split.reference=40", "split.attacker_aux=40",
-        "split.shadow_pool=40", "trainer.max_steps=3", "trainer.batch_size=16", "trainer.accelerator=cpu",
+TINY = ["design.targets=4", "design.population=80", "design.canaries=8", "design.holdout=40",
+        "design.utility_targets=1", "split.reference=40", "split.attacker_aux=40", "trainer.max_steps=3", "trainer.batch_size=16", "trainer.accelerator=cpu",
         "release.n_samples=60", "utility.n_samples=40", "utility.classifier_epochs=1", "utility.downstream_epochs=1",
-        "utility.n_jobs=1", "metrics.bootstrap=10", "defense.g_channels=8", "defense.d_channels=8"]
+        "utility.n_jobs=1", "metrics.bootstrap=10", "defense.g_channels=8", "defense.d_channels=8",
+        # every attack family runs, on tiny searches and local models
+        "attacks.ganleaks_pbb.steps=2", "attacks.ganleaks_pbb.init_draws=20", "attacks.ganleaks_pbb_cal.steps=2",
+        "attacks.ganleaks_pbb_cal.init_draws=20", "attacks.ganleaks_wb.steps=2", "attacks.ganleaks_wb.init_draws=20",
+        "attacks.ganleaks_wb_cal.steps=2", "attacks.ganleaks_wb_cal.init_draws=20", "attacks.logan_bb.steps=3",
+        "attacks.lira_gen.steps=2", "attacks.lira_gen.init_draws=20", "attacks.lira_wb.standardise_records=16",
+        "attacks.overrep.steps=3", "attacks.overrep.n_nonmember=40", "attacks.monte_carlo.n_components=4",
+        "attacks.domias.n_components=4"]
 IMAGE = {"fid_classifier", "downstream_accuracy"}
 SUITES = {
     "mnist": (lambda root: write_mnist_like(root / "mnist", n_train=200, n_test=40), IMAGE),
@@ -27,7 +34,7 @@ SUITES = {
 
 def test_every_shipped_suite_is_covered():
     shipped = {p.stem for p in (REPO_ROOT / "benchmarks").glob("*.yaml")}
-    assert shipped - {"digits"} == set(SUITES)
+    assert shipped - {"digits", "digits_v1"} == set(SUITES)
     for suite in shipped:
         load_run(suite=suite, defense="none")  # every suite parses against the schema
 
@@ -44,5 +51,8 @@ def test_suite_runs_on_its_real_format(suite, tmp_path, capsys):
     record = json.loads(path.read_text())
     assert set(record["utility"]["metrics"]) == expected
     assert record["utility"]["main"] in expected
+    assert record["suite_version"] == 2 and record["design"]["targets"] == 4
+    families = {name.split("_")[0] for name in record["attacks"]}
+    assert families == {"ganleaks", "logan", "lira", "overrep", "monte", "domias"}
     if "dwp_mae" in expected:
         assert (path.parent / "dwpre.png").is_file()

@@ -26,7 +26,7 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=512)
     ap.add_argument("--steps", type=int, default=200)
     args = ap.parse_args()
-    resolved = load_run(suite="digits", defense="none", overrides=["trainer.max_steps=500"])
+    resolved = load_run(suite="digits_v1", defense="none", overrides=["trainer.max_steps=500"])
     data = load_dataset(resolved.config.dataset)
     split = MembershipSplit.make(n_records=len(data), sizes=resolved.config.split, seed=0)
     bank = shadows.train_bank(recipe=Recipe.of(resolved, data.info), data=data, ids=split.members, n_models=1,

@@ -58,7 +58,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    resolved = load_run(suite="digits", defense="none", overrides=[f"trainer.max_steps={args.steps}",
+    resolved = load_run(suite="digits_v1", defense="none", overrides=[f"trainer.max_steps={args.steps}",
                                                                     "trainer.progress_bar=false"])
     data = load_dataset(resolved.config.dataset)
     split = MembershipSplit.make(n_records=len(data), sizes=resolved.config.split, seed=0)

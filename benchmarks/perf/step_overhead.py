@@ -79,7 +79,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
-    resolved = load_run(suite="digits", defense="none", overrides=["trainer.batch_size=128"])
+    resolved = load_run(suite="digits_v1", defense="none", overrides=["trainer.batch_size=128"])
     data = load_dataset(resolved.config.dataset)
     split = MembershipSplit.make(n_records=len(data), sizes=resolved.config.split, seed=0)
     times: dict[str, list[float]] = {"plain": [], "lightning": [], "lightning+progress": []}

@@ -26,7 +26,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    cfg = load_run(suite="digits", defense="none").config
+    cfg = load_run(suite="digits_v1", defense="none").config
     data = load_dataset(cfg.dataset)
     split = MembershipSplit.make(n_records=len(data), sizes=cfg.split, seed=0, groups=data.groups)
     gen = torch.Generator().manual_seed(0)

@@ -49,9 +49,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=8000)
     ap.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args()
-    resolved = load_run(suite="digits", defense="none",
+    resolved = load_run(suite="digits_v1", defense="none",
                         overrides=[f"trainer.max_steps={args.steps}", "trainer.progress_bar=false"])
-    one(load_run(suite="digits", defense="memorizer"), "offline")  # warm-up: imports, the wandb service
+    one(load_run(suite="digits_v1", defense="memorizer"), "offline")  # warm-up: imports, the wandb service
     runs: dict[str, list[dict[str, float]]] = {"off": [], "offline": []}
     for _ in range(args.repeats):
         for mode in runs:

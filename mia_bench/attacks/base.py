@@ -195,6 +195,12 @@ class Attack(abc.ABC):
         ids: the queries' dataset record ids, for attacks that join per-record statistics computed by
         other models (calibration), which must align by record id, never by position."""
 
+    def bank_request(self, view: TargetView, knowledge: AttackerKnowledge) -> dict | None:
+        """The shadows.train_bank arguments of the one local model `fit` will train on this target, if any
+        (protocol v2 trains every target's local models as one stack first; fit then loads its own from
+        the cache). Default: None (no local model, or one that cannot be trained ahead)."""
+        return None
+
     def extra_metrics(self, scores: np.ndarray, is_member: np.ndarray) -> dict[str, Any]:
         """Attack-specific metrics beyond the standard report (e.g. precision at top-scoring regions),
         each {"value": float, ...}. Called by the runner after scoring; default: none."""

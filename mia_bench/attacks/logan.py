@@ -61,7 +61,8 @@ class LoganBlackBox(Attack):
     variant = "bb: discriminator of a local GAN trained on the released samples"
     Config = LoganBbConfig
 
-    def fit(self, view: TargetView, knowledge: AttackerKnowledge) -> None:
+    def bank_request(self, view: TargetView, knowledge: AttackerKnowledge) -> dict:
+        """The shadows.train_bank arguments of the local GAN (protocol v2 trains every target's at once)."""
         if knowledge.recipe is None:
             raise MiaBenchError("logan_bb trains a local GAN: it needs the target's recipe (architecture)")
         if self.config.recipe not in ("natural", "defense"):
@@ -79,8 +80,13 @@ class LoganBlackBox(Attack):
             if not (train.size and reference.size):
                 raise MiaBenchError(f"logan_bb with recipe 'defense' ({recipe.defense}) splits the released samples "
                                     f"into training and reference data; {len(data)} are too few, release more")
-        bank = shadows.train_bank(recipe=recipe, data=data, ids=train, n_models=1, size=shadows.EVERY_RECORD,
-                                  seed=knowledge.seed, cache_dir=knowledge.cache_dir, reference_ids=reference)
+        return dict(recipe=recipe, data=data, ids=train, n_models=1, size=shadows.EVERY_RECORD, seed=knowledge.seed,
+                    cache_dir=knowledge.cache_dir, reference_ids=reference)
+
+    def fit(self, view: TargetView, knowledge: AttackerKnowledge) -> None:
+        request = self.bank_request(view, knowledge)
+        recipe, train, reference = request["recipe"], request["ids"], request["reference_ids"]
+        bank = shadows.train_bank(**request)
         self.local = bank.models[0]
         self.details["local_gan"] = {**bank.describe(), "trained_on": f"{train.size} released samples",
                                      "reference": 0 if reference is None else int(reference.size),

@@ -52,7 +52,8 @@ class OverRepresentation(Attack):
     variant = "member-confidence score of k-means regions of the substitute discriminator's outputs"
     Config = OverRepConfig
 
-    def fit(self, view: TargetView, knowledge: AttackerKnowledge) -> None:
+    def bank_request(self, view: TargetView, knowledge: AttackerKnowledge) -> dict:
+        """The shadows.train_bank arguments of the substitute GAN (protocol v2 trains every target's at once)."""
         c = self.config
         if knowledge.recipe is None or c.substitute not in ("natural", "defense"):
             raise MiaBenchError("overrep trains a substitute GAN: it needs the target's recipe, and substitute "
@@ -62,14 +63,21 @@ class OverRepresentation(Attack):
         data = shadows.released_dataset(view.released, view.info)
         if 0 < c.m < len(data):
             data = replace(data, x=data.x[:c.m], y=data.y[:c.m])
-        xn, yn = self._fresh_samples(view, data.y)
         train, reference = data, None
         if DEFENSES.get(recipe.defense).needs_reference:  # e.g. MP-GAN: the fresh samples are its reference set
+            xn, yn = self._fresh_samples(view, data.y)
             train = replace(data, x=torch.cat([data.x, xn]), y=torch.cat([data.y, yn]))
             reference = np.arange(len(data), len(train))
-        bank = shadows.train_bank(recipe=recipe, data=train, ids=np.arange(len(data)), n_models=1,
-                                  size=shadows.EVERY_RECORD, seed=knowledge.seed, cache_dir=knowledge.cache_dir,
-                                  reference_ids=reference)
+        return dict(recipe=recipe, data=train, ids=np.arange(len(data)), n_models=1, size=shadows.EVERY_RECORD,
+                    seed=knowledge.seed, cache_dir=knowledge.cache_dir, reference_ids=reference)
+
+    def fit(self, view: TargetView, knowledge: AttackerKnowledge) -> None:
+        c = self.config
+        request = self.bank_request(view, knowledge)
+        recipe, ids = request["recipe"], request["ids"]
+        data = replace(request["data"], x=request["data"].x[:ids.size], y=request["data"].y[:ids.size])
+        xn, yn = self._fresh_samples(view, data.y)
+        bank = shadows.train_bank(**request)
         sub = bank.models[0]
         with torch.no_grad():
             phi_m = _phi(sub.discriminate(data.x, data.y), c.rank_normalise)

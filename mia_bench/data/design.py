@@ -7,7 +7,8 @@ non-member and the ROC rests on thousands of non-member scores instead of a few 
   population    P records that can be members; C of them are planted canaries (below)
   inside        (T, P) bool: target t trains on population[inside[t]]. Every record is IN for exactly
                 T/2 targets (LiRA's construction: per record, the T/2 smallest of T uniform draws), so
-                target sizes vary a little around P/2 and memberships of different records are independent
+                target sizes vary a little around P/2 and memberships of different records are independent.
+                With groups (CelebA identities) the draw is per group: a person is IN or OUT as a whole
   reference     defender / attacker reference data (MP-GAN, DOMIAS, calibration), as in protocol v1
   attacker_aux  attacker's own data (local, substitute and reference models)
   shadow_pool   attacker data for protocol v1's shadow banks
@@ -106,7 +107,11 @@ class MembershipDesign:
         order = _grouped_order(rng, n_records, groups) if groups is not None else rng.permutation(n_records)
         where = {"population": "design", "holdout": "design"}
         parts = _cut(order, wanted, groups, dataset, roles=tuple(wanted), where=where)
-        inside = balanced_membership(parts["population"].size, t, seed=seed)
+        if groups is None:
+            inside = balanced_membership(parts["population"].size, t, seed=seed)
+        else:  # a group (e.g. one person's images) is IN or OUT as a whole: no identity straddles the two
+            codes = np.unique(np.asarray(groups)[parts["population"]], return_inverse=True)[1].ravel()
+            inside = balanced_membership(int(codes.max()) + 1, t, seed=seed)[:, codes]
         canary = np.zeros(parts["population"].size, dtype=bool)
         canary[rng.choice(canary.size, int(design.canaries), replace=False)] = True
         return cls(inside=inside, canary=canary, seed=seed, canary_kind=canary_kind, **parts)

@@ -1,4 +1,6 @@
-"""K copies of the unprotected GAN game (`none`, ALGORITHMS.md 1.1 / 1.2) trained at once as one stack.
+"""K copies of one MLP GAN game trained at once as one stack: the unprotected game (`none`, ALGORITHMS.md
+1.1 / 1.2), MEGAN's entropy bonus on member outputs (2.2) and mixup's mixed-pair WGAN-GP (2.3); a
+`StackGame` says which terms a recipe plays (shadows.stack_game builds it from the defense's config).
 
 The K generators (and K discriminators) keep their parameters stacked along a leading (K, ...) axis and are
 evaluated with `torch.func.vmap` over `functional_call`, so one step is a handful of batched matmuls
@@ -10,7 +12,10 @@ therefore equals K stacks of one, model by model, up to float rounding (tests/te
 
 The game is the one `none.UnprotectedGAN.training_step` writes out: per loader batch one D step on
 (real batch, fresh fakes), then (every `n_critic`-th batch for WGAN-GP) one G step, reusing the same fakes
-for the non-saturating loss and drawing fresh ones for WGAN-GP. Batches follow the data module's scheme:
+for the non-saturating loss and drawing fresh ones for WGAN-GP. MEGAN subtracts lambda_h times the mean
+binary entropy of D's member outputs from D's loss (megan.MEGAN.training_step); mixup replaces each real
+batch by its mixed pairs (mixup.mix_batch: lam ~ Beta(alpha, alpha) per record, a partner shift in
+1..B-1, both drawn from model k's own generator) and conditions its fakes on the mixed labels. Batches follow the data module's scheme:
 reshuffled passes over the model's own training records, B at a time, a pass's remainder dropped.
 """
 
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,6 +33,18 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 Params = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class StackGame:
+    """The terms of the game a stack plays (every field's default is the unprotected game's)."""
+
+    wgan: bool = False  # WGAN-GP critic (else the non-saturating logistic game)
+    n_critic: int = 1  # D batches per G step (WGAN-GP only; the logistic game always has 1)
+    gp_weight: float = 10.0
+    real_label: float = 1.0  # logistic game: target of D on real records (one-sided smoothing below 1)
+    entropy_weight: float = 0.0  # MEGAN's lambda_h
+    mix_alpha: float = 0.0  # mixup's Beta(alpha, alpha); 0 = no mixing
 
 
 class _Passes:
@@ -70,12 +88,13 @@ def _vmapped(template: nn.Module) -> Callable[..., torch.Tensor]:
 class StackedGANTrainer:
     """Trains `models` (UnprotectedGAN instances, one architecture) in place, each on its own data.
 
-    train_sets[k]: (x (n_k, *shape), y (n_k,)) the records of model k. config: the `none` GANConfig.
-    seeds[k]: seed of model k's batch order and noise. num_batches: loader batches (D rounds).
+    train_sets[k]: (x (n_k, *shape), y (n_k,)) the records of model k. config: the recipe's Config (its
+    conditional, z_dim, rates and betas). game: the terms played (default: the unprotected game as
+    `config` sets it). seeds[k]: seed of model k's batch order and noise.
     """
 
     def __init__(self, *, models: Sequence[Any], train_sets: Sequence[tuple[torch.Tensor, torch.Tensor]],
-                 config: Any, batch_size: int, seeds: Sequence[int]) -> None:
+                 config: Any, batch_size: int, seeds: Sequence[int], game: StackGame | None = None) -> None:
         if not (len(models) == len(train_sets) == len(seeds)) or not models:
             raise ValueError("models, train_sets and seeds must be non-empty and of equal length")
         self.models, self.cfg, self.B = list(models), config, batch_size
@@ -83,7 +102,11 @@ class StackedGANTrainer:
         self.conditional = bool(config.conditional)
         self.n_classes = self.models[0].info.n_classes
         self.z_dim = int(config.z_dim)
-        self.wgan = config.loss == "wgan-gp"
+        self.game = game or StackGame(wgan=config.loss == "wgan-gp", n_critic=int(config.n_critic),
+                                      gp_weight=float(config.gp_weight), real_label=float(config.real_label))
+        self.wgan = self.game.wgan
+        if self.game.mix_alpha and batch_size < 2:
+            raise ValueError("mixup needs batches of at least 2 records; raise trainer.batch_size")
         self.G_t, self.pG = _stack([m.players["generator"] for m in self.models])
         self.D_t, self.pD = _stack([m.players["discriminator"] for m in self.models])
         self.G, self.D = _vmapped(self.G_t), _vmapped(self.D_t)
@@ -95,6 +118,7 @@ class StackedGANTrainer:
         self.torch_gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
         self.passes = [_Passes(x.shape[0], batch_size, np.random.default_rng([int(s), 7]))
                        for s, (x, _) in zip(seeds, self.data, strict=True)]
+        self.mix_rngs = [np.random.default_rng([int(s), 8]) for s in seeds]
 
     # ---- per-model draws (each from model k's own generator) ------------------------------------------
     def _real(self) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -114,6 +138,20 @@ class StackedGANTrainer:
         z = torch.stack([torch.randn(self.B, self.z_dim, generator=g) for g in self.torch_gens])
         return z, yf
 
+    def _mixed(self, x: torch.Tensor, y: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Mixup's mixed pairs, per model: x (K, B, ...), y (K, B, C) or None (mixup.mix_batch)."""
+        a = self.game.mix_alpha
+        lam = torch.stack([torch.from_numpy(r.beta(a, a, self.B)).float() for r in self.mix_rngs])  # (K, B)
+        shifts = [int(r.integers(1, self.B)) for r in self.mix_rngs]
+        partner = torch.stack([torch.roll(torch.arange(self.B), -sh) for sh in shifts])  # (K, B)
+        w = lam.view(self.K, self.B, *([1] * (x.dim() - 2)))
+        x2 = torch.stack([x[k, partner[k]] for k in range(self.K)])
+        x_mix = w * x + (1 - w) * x2
+        if y is None:
+            return x_mix, None
+        y2 = torch.stack([y[k, partner[k]] for k in range(self.K)])
+        return x_mix, lam[..., None] * y + (1 - lam[..., None]) * y2
+
     def _uniform(self, shape: tuple[int, ...]) -> torch.Tensor:
         return torch.stack([torch.rand(shape, generator=g) for g in self.torch_gens])
 
@@ -128,11 +166,15 @@ class StackedGANTrainer:
     def _d_loss(self, x: torch.Tensor, y: torch.Tensor | None, fake: torch.Tensor,
                 yf: torch.Tensor | None) -> torch.Tensor:
         real_s, fake_s = self.D(self.pD, x, y), self.D(self.pD, fake.detach(), yf)
+        g = self.game
         if self.wgan:
-            return fake_s.mean(1) - real_s.mean(1) + self.cfg.gp_weight * self._gradient_penalty(x, fake, y)
-        target = torch.full_like(real_s, float(self.cfg.real_label))
+            return fake_s.mean(1) - real_s.mean(1) + g.gp_weight * self._gradient_penalty(x, fake, y)
+        target = torch.full_like(real_s, g.real_label)
         real_l = F.binary_cross_entropy_with_logits(real_s, target, reduction="none").mean(1)
-        return real_l + F.softplus(fake_s).mean(1)
+        loss = real_l + F.softplus(fake_s).mean(1)
+        if g.entropy_weight:  # MEGAN: H_b(sigmoid(l)) = softplus(l) - sigmoid(l) l, in nats
+            loss = loss - g.entropy_weight * (F.softplus(real_s) - torch.sigmoid(real_s) * real_s).mean(1)
+        return loss
 
     @staticmethod
     def _step(opt: torch.optim.Optimizer, params: Params, loss: torch.Tensor) -> None:
@@ -145,13 +187,18 @@ class StackedGANTrainer:
 
     def round(self, batch_idx: int) -> None:
         x, y = self._real()
+        mixing = bool(self.game.mix_alpha)
+        if mixing:  # the critic sees only mixed pairs; fakes are conditioned on the mixed labels
+            x, y = self._mixed(x, y)
         z, yf = self._fake_inputs()
+        yf = y if mixing else yf
         fake = self.G(self.pG, z, yf)
         self._step(self.opt_d, self.pD, self._d_loss(x, y, fake, yf))
-        if self.wgan and (batch_idx + 1) % self.cfg.n_critic:
+        if self.wgan and (batch_idx + 1) % self.game.n_critic:
             return
         if self.wgan:
-            z, yf = self._fake_inputs()
+            z, yf_new = self._fake_inputs()
+            yf = y if mixing else yf_new
             fake = self.G(self.pG, z, yf)
             loss_g = -self.D(self.pD, fake, yf).mean(1)
         else:

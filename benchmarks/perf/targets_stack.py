@@ -1,0 +1,86 @@
+"""Protocol v2's T targets of one defense trained as one vectorised stack vs one after another.
+
+For `none`, `megan` and `mixup` (digits suite, its design of seed 0): T targets on their IN halves,
+  stacked      nets/stacked_gan.py over all T (what protocol v2 runs)
+  plain loop   the same trainer with one model, T times (a plain PyTorch loop: no Lightning)
+  Lightning    runner.fit_defense for one model, times T (what an unstackable recipe costs)
+side by side in one run, `--steps` generator steps each; prints seconds and the ratios (goal: stacked
+>= 4x the plain loop on 2 CPU cores, >= 15x on a GPU). Then the stack's achieved GFLOP/s (FlopCounterMode
+over one round, times the rounds) beside one large sgemm timed in the same run (goal: >= 50%).
+
+    .venv/bin/python benchmarks/perf/targets_stack.py [--steps 300] [--targets 16] [--defenses none megan mixup]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from mia_bench import shadows
+from mia_bench.attacks import Recipe
+from mia_bench.config import load_run
+from mia_bench.distributed import single_process
+from mia_bench.protocol import make_design
+from mia_bench.runner import fit_defense
+
+
+def sgemm_flops_per_s(n: int = 1024, repeats: int = 20) -> float:
+    a, b = torch.randn(2 * n, n), torch.randn(n, n)
+    a @ b
+    t = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * 2 * n * n * n * repeats / (time.perf_counter() - t)
+
+
+def one_defense(defense: str, steps: int, targets: int) -> dict[str, float]:
+    resolved = load_run(suite="digits", defense=defense, overrides=[f"trainer.max_steps={steps}",
+                                                                    f"design.targets={targets}",
+                                                                    "trainer.progress_bar=false"])
+    data, design = make_design(resolved, 0)
+    recipe = Recipe.of(resolved, data.info)
+    subsets = [design.population[row] for row in design.inside]
+    seeds = [shadows.model_seed(0, k) for k in range(targets)]
+    trainer = shadows.stacked_trainer(recipe, data, subsets, seeds)
+    rounds = steps * trainer.models[0].batches_per_generator_step
+    with FlopCounterMode(display=False) as counter:
+        shadows.stacked_trainer(recipe, data, subsets[:targets], seeds).round(0)
+    t = time.perf_counter()
+    trainer.fit(rounds)
+    stacked = time.perf_counter() - t
+    t = time.perf_counter()
+    for ids, s in zip(subsets, seeds, strict=True):
+        shadows.stacked_trainer(recipe, data, [ids], [s]).fit(rounds)
+    plain = time.perf_counter() - t
+    t = time.perf_counter()
+    fit_defense(defense=defense, params=resolved.defense_params, trainer=single_process(resolved.config.trainer),
+                data=data, train_ids=subsets[0], seed=seeds[0])
+    lightning = (time.perf_counter() - t) * targets
+    return {"stacked": stacked, "plain": plain, "lightning": lightning,
+            "gflops": counter.get_total_flops() * rounds / stacked / 1e9}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--targets", type=int, default=16)
+    ap.add_argument("--defenses", nargs="+", default=["none", "megan", "mixup"])
+    args = ap.parse_args()
+    peak = sgemm_flops_per_s() / 1e9
+    print(f"T={args.targets} targets, {args.steps} generator steps each, torch threads {torch.get_num_threads()}; "
+          f"one large sgemm: {peak:.0f} GFLOP/s")
+    print(f"{'defense':<8} {'stacked s':>9} {'plain s':>8} {'Lightning s':>11} {'vs plain':>8} {'vs Lightn.':>10} "
+          f"{'GFLOP/s':>8} {'of sgemm':>8}")
+    for d in args.defenses:
+        r = one_defense(d, args.steps, args.targets)
+        print(f"{d:<8} {r['stacked']:9.1f} {r['plain']:8.1f} {r['lightning']:11.1f} "
+              f"{r['plain'] / r['stacked']:7.2f}x {r['lightning'] / r['stacked']:9.2f}x {r['gflops']:8.1f} "
+              f"{r['gflops'] / peak:8.0%}")
+    print("Lightning: one model timed through runner.fit_defense, times T")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""Protocol v2 end to end (mia_bench/protocol.py) on a small design of the digits suite: 16 targets of an
+overfit `none` share one stacked bank, LiRA runs leave-one-out, every score is pooled over targets, the
+canaries stand out, and the record says what was run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from mia_bench.config import load_run
+from mia_bench.io import load_npz
+from mia_bench.metrics.pooled import exposure
+from mia_bench.protocol import LEVELS, make_design
+from mia_bench.results import RunPaths, RunRecord
+from mia_bench.runner import run
+
+KEEP = ("lira_wb", "lira_wb_offline", "lira_wb_adaptive", "lira_fbb", "lira_fbb_offline", "ganleaks_fbb", "logan_wb")
+# a small design that a `none` GAN overfits: 16 targets on ~120 records each, 40 of the 240 records canaries
+SMALL = ["design.targets=16", "design.population=240", "design.canaries=40", "design.holdout=100",
+         "design.utility_targets=1", "utility.n_samples=100", "trainer.max_steps=1200", "trainer.batch_size=32",
+         "release.n_samples=500", "metrics.bootstrap=50", "trainer.progress_bar=false"]
+
+
+def small(defense: str, *extra: str):
+    listed = load_run(suite="digits", defense=defense).attack_params
+    return load_run(suite="digits", defense=defense,
+                    overrides=[*SMALL, *(f"attacks.{a}=false" for a in listed if a not in KEEP), *extra])
+
+
+@pytest.fixture(scope="module")
+def overfit_none(tmp_path_factory):
+    out = tmp_path_factory.mktemp("v2")
+    resolved = small("none")
+    record = run(resolved, 0, results_dir=out)
+    return resolved, record, RunPaths.for_run(out, resolved, 0), out
+
+
+def test_the_record_describes_the_design_and_pools_every_target(overfit_none):
+    resolved, record, paths, _ = overfit_none
+    _, design = make_design(resolved, 0)
+    assert record.suite_version == 2 and record.split_digest == design.digest() == record.design["digest"]
+    assert record.design["targets"] == 16 and record.design["canaries"] == 40
+    assert record.diagnostics["banks"]["targets"]["stacked"]  # the 16 targets trained as one stack
+    raw = load_npz(paths.scores)
+    assert raw["inside"].shape == (16, 240) and (raw["inside"].sum(0) == 8).all()
+    assert (raw["record_id"] == design.population).all() and (raw["canary"] == design.canary).all()
+    for name in KEEP:
+        scores = raw[f"score/{name}"]
+        m = record.attacks[name]["metrics"]
+        assert m["n_non_members"] == 16 * 120 and m["n_targets"] == 16
+        assert m["auc"]["value"] == pytest.approx(roc_auc_score(raw["inside"].ravel(), scores.ravel()), abs=1e-6)
+        c = record.attacks[name]["canaries"]
+        assert c["auc"]["value"] == pytest.approx(
+            roc_auc_score(raw["inside"][:, raw["canary"]].ravel(), scores[:, raw["canary"]].ravel()), abs=1e-6)
+    assert set(record.worst_case) == set(LEVELS)
+    assert record.worst_case["samples"]["access"] == "samples"  # each level only holds what it allows
+
+
+def test_leave_one_out_online_differs_from_offline_and_is_at_least_as_strong_on_an_overfit_none(overfit_none):
+    _, record, paths, _ = overfit_none
+    raw = load_npz(paths.scores)
+    for online, offline in (("lira_wb", "lira_wb_offline"), ("lira_fbb", "lira_fbb_offline")):
+        a, b = raw[f"score/{online}"].ravel(), raw[f"score/{offline}"].ravel()
+        assert np.corrcoef(np.argsort(np.argsort(a)), np.argsort(np.argsort(b)))[0, 1] < 0.999  # not one ranking
+    on, off = record.attacks["lira_wb"]["metrics"], record.attacks["lira_wb_offline"]["metrics"]
+    assert on["auc"]["value"] > 0.6  # the overfit discriminator leaks
+    assert on["tpr@1%fpr"]["value"] >= off["tpr@1%fpr"]["value"]
+    # the `none` defense's adaptive reference is its own targets: identical to the natural one
+    assert np.array_equal(raw["score/lira_wb_adaptive"], raw["score/lira_wb"])
+
+
+def test_canaries_are_more_exposed_than_average_records_on_an_overfit_none(overfit_none):
+    _, record, paths, _ = overfit_none
+    raw = load_npz(paths.scores)
+    _, _, gap = exposure(raw["score/lira_wb"], raw["inside"])
+    canary = raw["canary"]
+    assert gap[canary].mean() > gap[~canary].mean() + 0.5  # in units of the attack's within-group spread
+    c, p = record.attacks["lira_wb"]["canaries"], record.attacks["lira_wb"]["metrics"]
+    assert c["auc"]["value"] > p["auc"]["value"] + 0.05
+    ex = load_npz(paths.root / "exposure.npz")
+    assert set(f"{lv}/gap" for lv in LEVELS) <= set(ex) and (ex["record_id"] == raw["record_id"]).all()
+
+
+def test_a_second_defense_reuses_the_natural_bank_of_the_design(overfit_none, caplog):
+    resolved, _, _, out = overfit_none
+    with caplog.at_level("INFO", logger="mia_bench.shadows"):
+        record = run(small("megan"), 0, results_dir=out)
+    assert any("reusing 16 cached 'none' models" in r.getMessage() for r in caplog.records)
+    assert record.diagnostics["banks"]["natural"]["cached"] and record.diagnostics["banks"]["targets"]["stacked"]
+    assert record.split_digest == RunRecord.read(RunPaths.for_run(out, resolved, 0).record).split_digest
+
+
+def test_protocol_v1_digests_do_not_depend_on_the_design():
+    a = load_run(suite="digits_v1", defense="none")
+    b = load_run(suite="digits_v1", defense="none", overrides=["design.targets=8"])
+    assert a.digest() == b.digest() and a.training_digest() == b.training_digest()
+    v2 = load_run(suite="digits", defense="none")
+    assert v2.training_digest() != load_run(suite="digits", defense="none", overrides=["design.targets=8"]).training_digest()

@@ -37,8 +37,10 @@ from mia_bench.io import atomic_torch_save
 
 log = logging.getLogger("mia_bench.shadows")
 FORMAT = "mia_bench.shadows/1"
-# the fields that define the game and architecture; a natural model copies them from the target's recipe
-NATURAL_FIELDS = ("loss", "conditional", "z_dim", "g_hidden", "d_hidden")
+# the fields that define the game, the architecture and the optimizer; a natural model copies them from
+# the target's recipe (a critic's game from a WGAN-GP defense that has no `loss` field, see natural_recipe)
+NATURAL_FIELDS = ("loss", "conditional", "net", "z_dim", "g_hidden", "d_hidden", "g_channels", "d_channels", "d_norm",
+                  "lr_g", "lr_d", "beta1", "beta2", "n_critic", "gp_weight", "real_label")
 
 
 @dataclass
@@ -74,12 +76,21 @@ class ShadowBank:
 
 
 def natural_recipe(recipe: Recipe) -> Recipe:
-    """The `none` recipe with the target's game and architecture fields (loss, conditioning, widths) and
-    its trainer: the target's model "trained naturally". Independent of the defense's own mechanism."""
-    params = GANConfig()
-    shared = {f.name: getattr(recipe.params, f.name) for f in fields(GANConfig)
-              if f.name in NATURAL_FIELDS and hasattr(recipe.params, f.name)}
-    return replace(recipe, defense="none", params=replace(params, **shared))
+    """The `none` recipe with the target's game (loss or critic), architecture and optimizer fields and its
+    trainer: the target's model "trained naturally", without the defense's own mechanism. A defense whose
+    discriminator is a WGAN-GP critic without a `loss` field (mixup, GS-WGAN) gets `none`'s WGAN-GP game,
+    with its critic batches per generator step (`n_g`) where it names them; a single learning rate `lr`
+    sets both players'. Defenses with several discriminators (privGAN, PAR-GAN) keep one: the natural
+    model is the single-pair GAN."""
+    p = recipe.params
+    shared = {f.name: getattr(p, f.name) for f in fields(GANConfig) if f.name in NATURAL_FIELDS and hasattr(p, f.name)}
+    if "loss" not in shared and hasattr(p, "gp_weight"):  # a critic: the WGAN-GP game
+        shared["loss"] = "wgan-gp"
+        if hasattr(p, "n_g"):
+            shared["n_critic"] = int(p.n_g)
+    if hasattr(p, "lr") and "lr_g" not in shared:
+        shared.update(lr_g=float(p.lr), lr_d=float(p.lr))
+    return replace(recipe, defense="none", params=replace(GANConfig(), **shared))
 
 
 def with_steps(recipe: Recipe, steps: int) -> Recipe:

@@ -104,7 +104,7 @@ def exposure_png(path: Path, rows: list[ExposedRecord], *, title: str) -> Path:
         a.set_title(f"#{r.record_id}{' canary' if r.canary else ''}\ngap {r.gap:.1f}", fontsize=6.5, loc="left")
         b.set_title("nearest\nsample", fontsize=6.5, loc="left", color="0.35")
     fig.suptitle(title, fontsize=8, x=0.01, ha="left")
-    fig.tight_layout(rect=(0, 0, 1, 0.97), w_pad=0.2, h_pad=0.4)
+    fig.tight_layout(rect=(0, 0, 1, 0.95), w_pad=0.2, h_pad=0.4)
     return _save(fig, path)
 
 

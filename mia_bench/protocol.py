@@ -288,8 +288,9 @@ def exposure_figure(path: Path, table: dict[str, np.ndarray], worst: dict[str, d
         _, idx = nearest_distance(x, rel[t].x)
         rows.append(ExposedRecord(record=x[0].numpy(), nearest=rel[t].x[int(idx[0])].numpy(), gap=float(gap[j]),
                                   record_id=int(design.population[j]), canary=bool(design.canary[j])))
-    title = (f"the {len(rows)} most exposed records under {worst[level]['attack']} ({level} access), "
-             "each beside its nearest sample from a target that trained on it")
+    title = (f"the {len(rows)} most exposed records under {worst[level]['attack']} ({level} access), each beside "
+             "its nearest sample from a target that trained on it\ngap: mean score when IN minus when OUT, in units of "
+             "the attack's within-group spread")
     return exposure_png(path, rows, title=title)
 
 

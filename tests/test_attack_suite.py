@@ -170,11 +170,17 @@ def test_membership_matrix_is_balanced_and_aligned_by_id():
     np.testing.assert_array_equal(got[:, 2], members[:, 0])
 
 
-def test_natural_recipe_does_not_depend_on_the_defense(pool_setup):
+def test_natural_recipe_keeps_the_game_and_optimizer_but_not_the_mechanism(pool_setup):
     recipe, _ = pool_setup
     tweaked = Recipe(defense="independent", params=DEFENSES.get("independent").Config(lr_d=1e-3),
                      trainer=recipe.trainer, info=recipe.info)
-    assert shadows.natural_recipe(tweaked).digest() == shadows.natural_recipe(recipe).digest()
+    assert shadows.natural_recipe(tweaked).params.lr_d == 1e-3  # the target's optimizer, not a fixed recipe
+    megan = Recipe(defense="megan", params=DEFENSES.get("megan").Config(lambda_h=0.3), trainer=recipe.trainer,
+                   info=recipe.info)
+    assert shadows.natural_recipe(megan).digest() == shadows.natural_recipe(recipe).digest()  # no entropy bonus
+    mixup = shadows.natural_recipe(Recipe(defense="mixup", params=DEFENSES.get("mixup").Config(n_g=3),
+                                          trainer=recipe.trainer, info=recipe.info))
+    assert (mixup.defense, mixup.params.loss, mixup.params.n_critic, mixup.params.lr_g) == ("none", "wgan-gp", 3, 1e-4)
     wgan = Recipe(defense="none", params=DEFENSES.get("none").Config(loss="wgan-gp"), trainer=recipe.trainer,
                   info=recipe.info)
     assert shadows.natural_recipe(wgan).params.loss == "wgan-gp"  # the game and architecture are kept

@@ -194,7 +194,7 @@ def test_grid_killed_by_sigterm_then_rerun_finishes_every_cell_once(tmp_path):
     assert "1 already finished, 1 to run" in again.stdout.replace("\n", " ")
     final = _records(r)
     assert sorted(final) == ["digits_v1/memorizer/seed0/record.json", "digits_v1/none/seed0/record.json"]
-    assert final["digits/memorizer/seed0/record.json"] == first["digits/memorizer/seed0/record.json"], "kept, not rerun"
+    assert final["digits_v1/memorizer/seed0/record.json"] == first["digits_v1/memorizer/seed0/record.json"], "kept, not rerun"
     assert not list(r.rglob("*.tmp")), "no half-written file may remain"
 
 

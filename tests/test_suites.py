@@ -18,7 +18,8 @@ TINY = ["design.targets=4", "design.population=80", "design.canaries=8", "design
         "attacks.ganleaks_pbb.steps=2", "attacks.ganleaks_pbb.init_draws=20", "attacks.ganleaks_pbb_cal.steps=2",
         "attacks.ganleaks_pbb_cal.init_draws=20", "attacks.ganleaks_wb.steps=2", "attacks.ganleaks_wb.init_draws=20",
         "attacks.ganleaks_wb_cal.steps=2", "attacks.ganleaks_wb_cal.init_draws=20", "attacks.logan_bb.steps=3",
-        "attacks.lira_gen.steps=2", "attacks.lira_gen.init_draws=20", "attacks.lira_wb.standardise_records=16",
+        "attacks.lira_gen.steps=2", "attacks.lira_gen.init_draws=20", "attacks.ganleaks_pbb.population=4",
+        "attacks.ganleaks_pbb_cal.population=4", "attacks.lira_gen.population=4", "attacks.lira_wb.standardise_records=16",
         "attacks.overrep.steps=3", "attacks.overrep.n_nonmember=40", "attacks.monte_carlo.n_components=4",
         "attacks.domias.n_components=4"]
 IMAGE = {"fid_classifier", "downstream_accuracy"}

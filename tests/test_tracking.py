@@ -86,7 +86,7 @@ def test_offline_log_holds_config_curves_results_and_the_record_artifact(offline
         assert {f"attack/{name}/auc", f"attack/{name}/tpr@1%fpr", f"roc/{name}_table/path"} <= summary
     assert {"samples/released/path", "roc/curves/path", "metrics/table/path"} <= summary
     artifacts = {r.artifact.name: r.artifact for r in log["artifact"]}
-    art = artifacts["record-digits-none-seed0"]
+    art = artifacts["record-digits_v1-none-seed0"]
     assert art.type == "mia-bench-record" and {e.path for e in art.manifest.contents} == {"record.json", "scores.npz"}
     assert log["exit"] and log["exit"][0].exit.exit_code == 0
 

@@ -71,8 +71,9 @@ def cmd_run(args: argparse.Namespace, console: Console) -> None:
         record = _run_one(args, console, resolved, seed)
         if record is None:  # a DDP rank other than 0: it only trained
             continue
+        wide = max(console.width, 100) if record.suite_version >= 2 else None  # protocol v2: a 100-column table
         for table in run_tables(record):
-            console.print(table)
+            console.print(table, width=wide)
         if record.utility:
             console.print("utility: " + ", ".join(f"{k} {v:.4g}" for k, v in record.utility["metrics"].items()))
         where = RunPaths.for_run(args.results_dir, resolved, seed).root

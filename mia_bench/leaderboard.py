@@ -185,7 +185,63 @@ def _underpowered(entries: list[dict[str, Any]]) -> list[str]:
     return sorted(flagged)
 
 
+LEVELS = ("samples", "generator", "white_box")
+
+
+def level_worst(entry: dict[str, Any], level: str, metric: str, *, canaries: bool = False) -> Stat:
+    """Protocol v2: per seed, the record's worst case at `level` (its strongest attack); mean over seeds."""
+    vals = []
+    for s in entry["seeds"].values():
+        w = (s.get("worst_case") or {}).get(level)
+        if w is not None:
+            v = (w.get("canaries") or {}).get(metric) if canaries else w.get(metric)
+            if v is not None:
+                vals.append(v)
+    return Stat.of(vals)
+
+
+def rank_v2(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(entries, key=lambda e: (level_worst(e, "white_box", RANK_KEY).mean,
+                                          level_worst(e, "white_box", "auc").mean, e["defense"]))
+
+
+def render_suite_v2(entries: list[dict[str, Any]]) -> str:
+    """A protocol-v2 suite: the pooled worst case per access level (samples, generator, white_box) at 1% FPR,
+    the canaries' at white-box access, the white-box AUC, ε and the main utility metrics; ranked by the
+    white-box worst case. The per-threat-model, matched-utility tables are the leaderboard issue's."""
+    entries, beside = select_ranked(entries)
+    suite, version = entries[0]["suite"], entries[0]["suite_version"]
+    util = _utility_columns(entries)
+    head = ["Rank", "Defense", "Labels", "Seeds", "ε (δ)", f"samples {RANK_KEY} ↓", f"generator {RANK_KEY} ↓",
+            f"white_box {RANK_KEY} ↓", f"canaries {RANK_KEY} ↓", "white_box AUC ↓"]
+    head += [f"{m} {'↑' if _higher_is_better(entries, m) else '↓'}" for m in util]
+    design = next(iter(entries[0]["seeds"].values())).get("design") or {}
+    lines = [f"## Suite `{suite}` (protocol version {version})", "",
+             f"{design.get('targets')} targets per seed, {design.get('population')}-record population with "
+             f"{design.get('canaries')} canaries ({design.get('canary_kind')}); every record IN for half of the "
+             "targets, scores of all records under all targets pooled into one ROC per attack, leave-one-out LiRA. "
+             "Each access level's column is the worst case over the attacks that level allows (a level includes "
+             "the ones below it); `canaries` is the white-box worst case's attack scored on the canaries only.", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    defenses = rank_v2([e for e in entries if "control" not in e.get("labels", [])])
+    controls = rank_v2([e for e in entries if "control" in e.get("labels", [])])
+    for i, e in enumerate(defenses + controls, start=1):
+        row = [str(i) if e in defenses else "–", f"`{e['defense']}`", _labels(e), str(len(e["seeds"])), epsilon_cell(e)]
+        row += [level_worst(e, lv, RANK_KEY).fmt() for lv in LEVELS]
+        row += [level_worst(e, "white_box", RANK_KEY, canaries=True).fmt(), level_worst(e, "white_box", "auc").fmt()]
+        row += [_utility_cell(e, m) for m in util]
+        lines.append("| " + " | ".join(row) + " |")
+    lines += ["", "Values are mean ± 95% t-interval half-width over seeds (each seed's value is pooled over its "
+              "targets); TPR at x% FPR is the largest empirical TPR with FPR ≤ x. Lower is more private. The "
+              "per-attack pooled metrics, with bootstrap-over-targets intervals, are in each run's record."]
+    lines += _beside_notes(entries, beside)
+    lines += _utility_notes(entries, util)
+    return "\n".join(lines) + "\n"
+
+
 def render_suite(entries: list[dict[str, Any]]) -> str:
+    if int(entries[0]["suite_version"]) >= 2:
+        return render_suite_v2(entries)
     entries, beside = select_ranked(entries)
     suite, version = entries[0]["suite"], entries[0]["suite_version"]
     attacks = sorted({a for e in entries for a in e["attacks"]})
@@ -275,9 +331,12 @@ def _utility_notes(entries: list[dict[str, Any]], util: list[str]) -> list[str]:
         return []
     accs = [s["utility"]["details"]["evaluator"]["test_accuracy"] for e in entries for s in e["seeds"].values()
             if "evaluator" in (s.get("utility") or {}).get("details", {})]
-    notes = ["", "Utility is measured against the scored non-members (held out from every model). "
-             "`fid_classifier` is FID on the features of an evaluator classifier trained on records outside members "
-             "and non-members" + (f" (its test accuracy: {Stat.of(accs).fmt()})" if accs else "") + "; it is not "
+    v2 = int(entries[0]["suite_version"]) >= 2
+    real = ("the design's hold-out (records no target saw), on the releases of the first targets" if v2 else
+            "the scored non-members (held out from every model)")
+    trained = "the reference and attacker roles" if v2 else "records outside members and non-members"
+    notes = ["", f"Utility is measured against {real}. "
+             f"`fid_classifier` is FID on the features of an evaluator classifier trained on {trained}" + (f" (its test accuracy: {Stat.of(accs).fmt()})" if accs else "") + "; it is not "
              "comparable to Inception FID."]
     if any(_classifier_labelled(e) for e in entries):
         notes.append("† downstream accuracy of an unconditional model: its samples were labelled by the evaluator "

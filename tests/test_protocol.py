@@ -130,3 +130,21 @@ def test_protocol_v1_digests_do_not_depend_on_the_design():
     assert a.digest() == b.digest() and a.training_digest() == b.training_digest()
     v2 = load_run(suite="digits", defense="none")
     assert v2.training_digest() != load_run(suite="digits", defense="none", overrides=["design.targets=8"]).training_digest()
+
+
+def test_v2_entries_render_under_their_own_heading_beside_the_v1_ones(overfit_none):
+    from mia_bench.config import REPO_ROOT
+    from mia_bench.leaderboard import build_entry, load_entries, render
+
+    _, record, _, _ = overfit_none
+    v1 = [e for e in load_entries(REPO_ROOT / "leaderboard" / "entries") if e["suite_version"] == 1]
+    page = render([*v1, build_entry([record])])
+    v1_at, v2_at = page.index("## Suite `digits` (protocol version 1)"), page.index("## Suite `digits` (protocol version 2)")
+    section = page[v2_at:]
+    assert v1_at < v2_at and "16 targets per seed, 128-record population with 16 canaries" in section
+    row = next(line for line in section.splitlines() if line.startswith("| 1 | `none`"))
+    white_box = record.worst_case["white_box"]["metrics"]["tpr@1%fpr"]["value"]
+    assert f"{white_box:.3f}" in row  # the pooled white-box worst case of the record
+    rows = lambda text: [ln for ln in text.splitlines() if ln.startswith("| ") and "`" in ln.split("|")[2]]  # noqa: E731
+    assert len(rows(section)) == 1  # never mixed: v2 ranks its own entry only, v1 its own defenses
+    assert len(rows(page[v1_at:v2_at])) == len({e["defense"] for e in v1})

@@ -72,6 +72,59 @@ def _stack(modules: Sequence[nn.Module]) -> tuple[nn.Module, Params]:
     return template, {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
 
 
+def _linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+    """K linear maps at once: x (K, B, in), w (K, out, in), b (K, out) -> (K, B, out)."""
+    wt = w.transpose(1, 2)
+    return torch.bmm(x, wt) if b is None else torch.baddbmm(b.unsqueeze(1), x, wt)
+
+
+_ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Identity)
+
+
+def _layers(seq: Sequence[nn.Module], prefix: str, params: Params, h: torch.Tensor) -> torch.Tensor:
+    for i, m in enumerate(seq):
+        key = f"{prefix}.{i}"
+        if isinstance(m, nn.Linear):
+            h = _linear(h, params[f"{key}.weight"], params.get(f"{key}.bias"))
+        elif isinstance(m, nn.LayerNorm):
+            h = F.layer_norm(h, m.normalized_shape, eps=m.eps)
+            if m.elementwise_affine:
+                h = h * params[f"{key}.weight"].unsqueeze(1) + params[f"{key}.bias"].unsqueeze(1)
+        else:
+            h = m(h)  # elementwise: any shape
+    return h
+
+
+def _plain(modules: Sequence[nn.Module]) -> bool:
+    return all(isinstance(m, (nn.Linear, nn.LayerNorm, *_ELEMENTWISE)) for m in modules)
+
+
+def _batched(template: nn.Module) -> Callable[..., torch.Tensor] | None:
+    """The stack's forward written with batched matmuls (no vmap) for nets/mlp.py's players, the same
+    network as functional_call of the template, slice by slice; None for any other module (then vmap)."""
+    from mia_bench.nets.mlp import MLPDiscriminator, MLPGenerator, with_labels
+
+    if isinstance(template, MLPGenerator) and _plain(template.net):
+        def gen(params: Params, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+            h = _layers(template.net, "net", params, with_labels(z, y, template.n_classes))
+            return h.view(z.shape[0], z.shape[1], *template.out_shape)
+        return gen
+    if isinstance(template, MLPDiscriminator) and all(_plain(b) for b in template.blocks):
+        def disc(params: Params, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+            h = x.flatten(2)
+            for i, block in enumerate(template.blocks):
+                h = _layers(block, f"blocks.{i}", params, h)
+            logit = _linear(h, params["head.weight"], params.get("head.bias")).squeeze(2)
+            if template.embed_y is None:
+                return logit
+            if y is None:
+                raise ValueError("conditional discriminator needs a (..., n_classes) label vector per row")
+            proj = torch.bmm(y.to(h.dtype), params["embed_y.weight"].transpose(1, 2))
+            return logit + (proj * h).sum(-1)  # the projection term <W y, phi(x)>
+        return disc
+    return None
+
+
 def _vmapped(template: nn.Module) -> Callable[..., torch.Tensor]:
     """f(params (K, ...), a (K, B, ...), b (K, B, ...) or None) -> (K, B, ...): model k on its own batch."""
     def one(p: Params, a: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
@@ -109,7 +162,8 @@ class StackedGANTrainer:
             raise ValueError("mixup needs batches of at least 2 records; raise trainer.batch_size")
         self.G_t, self.pG = _stack([m.players["generator"] for m in self.models])
         self.D_t, self.pD = _stack([m.players["discriminator"] for m in self.models])
-        self.G, self.D = _vmapped(self.G_t), _vmapped(self.D_t)
+        self.G = _batched(self.G_t) or _vmapped(self.G_t)
+        self.D = _batched(self.D_t) or _vmapped(self.D_t)
         betas = (config.beta1, config.beta2)
         self.opt_g = torch.optim.Adam(list(self.pG.values()), lr=config.lr_g, betas=betas, fused=True)
         self.opt_d = torch.optim.Adam(list(self.pD.values()), lr=config.lr_d, betas=betas, fused=True)

@@ -70,8 +70,7 @@ def check_suite(resolved: ResolvedRun) -> None:
 def make_design(resolved: ResolvedRun, seed: int) -> tuple[ArrayDataset, MembershipDesign]:
     cfg = resolved.config
     data = load_dataset(cfg.dataset)
-    conditional = bool(getattr(resolved.defense_params, "conditional", False))
-    kind = canary_kind(cfg.design.canary, data, conditional=conditional)
+    kind = canary_kind(cfg.design.canary, data)
     design = MembershipDesign.make(n_records=len(data), split=cfg.split, design=cfg.design, seed=seed,
                                    dataset=cfg.dataset.name, groups=data.groups, canary_kind=kind)
     return with_canaries(data, design)

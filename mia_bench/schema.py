@@ -44,7 +44,7 @@ class DesignConfig:
     targets: int = field(default=16, metadata={"range": (2, None)})  # T (even)
     population: int = field(default=1000, metadata={"range": (2, None)})  # records that can be members, canaries included
     canaries: int = field(default=50, metadata={"range": (0, None)})  # population records made into canaries
-    canary: str = "auto"  # auto | shuffled | mislabelled | outliers (data/design.py says what each is)
+    canary: str = "auto"  # auto (images: shuffled, tables: outliers) | shuffled | mislabelled | outliers (data/design.py)
     holdout: int = field(default=200, metadata={"range": (1, None)})  # utility hold-out: real data no target saw
     utility_targets: int = field(default=4, metadata={"range": (1, None)})  # targets whose release utility is measured
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich import box
+from rich.markup import escape
 from rich.table import Table
 
 from mia_bench import leaderboard as lb
@@ -26,23 +27,36 @@ def _value(metric: dict[str, Any]) -> str:
     return f"{metric['value']:.3f}{flag}"
 
 
+def _by_access(record: Any) -> list[tuple[str, list[tuple[str, dict]]]]:
+    """The record's attacks grouped by access level, levels from the least to the most access."""
+    by_access: dict[str, list[tuple[str, dict]]] = {}
+    for name, res in record.attacks.items():
+        by_access.setdefault(res["access"], []).append((name, res))
+    return sorted(by_access.items(), key=lambda kv: ACCESS_ORDER.index(kv[0]) if kv[0] in ACCESS_ORDER else 99)
+
+
+def _access_table(record: Any, sizes: str, access: str, *, first: bool, columns: tuple[str, ...]) -> Table:
+    """An empty per-access-level table; the first one carries the run's heading."""
+    labels = escape(f" [{', '.join(record.labels)}]") if record.labels else ""
+    version = f" v{record.suite_version}" if record.suite_version >= 2 else ""
+    head = f"{record.suite}{version} · {record.defense}{labels} · seed {record.seed} · {sizes}"
+    t = _table(f"{head}\naccess: {access}" if first else f"access: {access}")
+    for col in columns:
+        t.add_column(col, justify="left" if col == "attack" else "right", no_wrap=True)
+    return t
+
+
 def run_tables(record: Any) -> list[Table]:
     """One table per access level of a RunRecord: AUC with its interval, TPR at 1% and 0.1% FPR, precision
     at the top n (with chance) and seconds per attack."""
     if record.suite_version >= 2:
         return run_tables_v2(record)
-    labels = f" [{', '.join(record.labels)}]" if record.labels else ""
-    head = (f"{record.suite} · {record.defense}{labels} · seed {record.seed} · "
-            f"{record.split_sizes['members']} members vs {record.split_sizes['non_members']} non-members")
-    by_access: dict[str, list[tuple[str, dict]]] = {}
-    for name, res in record.attacks.items():
-        by_access.setdefault(res["access"], []).append((name, res))
+    sizes = f"{record.split_sizes['members']} members vs {record.split_sizes['non_members']} non-members"
     tables: list[Table] = []
-    for access in sorted(by_access, key=lambda a: ACCESS_ORDER.index(a) if a in ACCESS_ORDER else 99):
-        t = _table(f"{head}\naccess: {access}" if not tables else f"access: {access}")
-        for col in ("attack", "AUC [95% CI]", "TPR@1%", "TPR@0.1%", "prec@n (chance)", "s"):
-            t.add_column(col, justify="left" if col == "attack" else "right", no_wrap=True)
-        for name, res in by_access[access]:
+    for access, attacks in _by_access(record):
+        t = _access_table(record, sizes, access, first=not tables,
+                          columns=("attack", "AUC [95% CI]", "TPR@1%", "TPR@0.1%", "prec@n (chance)", "s"))
+        for name, res in attacks:
             m = res["metrics"]
             auc = m["auc"]
             ci = f" [{auc['ci'][0]:.2f}, {auc['ci'][1]:.2f}]" if auc.get("ci") else ""
@@ -75,18 +89,12 @@ def run_tables_v2(record: Any) -> list[Table]:
     0.1% FPR (with bootstrap-over-targets intervals) on the whole population and on the canaries; then the
     worst case per access level."""
     d = record.design
-    labels = f" [{', '.join(record.labels)}]" if record.labels else ""
-    head = (f"{record.suite} v{record.suite_version} · {record.defense}{labels} · seed {record.seed} · "
-            f"{d.get('targets')} targets × {d.get('population')} records ({d.get('canaries')} canaries)")
-    by_access: dict[str, list[tuple[str, dict]]] = {}
-    for name, res in record.attacks.items():
-        by_access.setdefault(res["access"], []).append((name, res))
+    sizes = f"{d.get('targets')} targets × {d.get('population')} records ({d.get('canaries')} canaries)"
     tables: list[Table] = []
-    for access in sorted(by_access, key=lambda a: ACCESS_ORDER.index(a) if a in ACCESS_ORDER else 99):
-        t = _table(f"{head}\naccess: {access}" if not tables else f"access: {access}")
-        for col in ("attack", "AUC [95% CI]", "TPR@1% [95% CI]", "TPR@0.1%", "│ AUC", "TPR@1%", "TPR@0.1%", "s"):
-            t.add_column(col, justify="left" if col == "attack" else "right", no_wrap=True)
-        for name, res in by_access[access]:
+    for access, attacks in _by_access(record):
+        t = _access_table(record, sizes, access, first=not tables, columns=(
+            "attack", "AUC [95% CI]", "TPR@1% [95% CI]", "TPR@0.1%", "│ AUC", "TPR@1%", "TPR@0.1%", "s"))
+        for name, res in attacks:
             m, c = res["metrics"], res.get("canaries") or {}
             t.add_row(name, _pooled(m, "auc", ci=True), _pooled(m, "tpr@1%fpr", ci=True), _pooled(m, "tpr@0.1%fpr"),
                       "│ " + _pooled(c, "auc"), _pooled(c, "tpr@1%fpr"), _pooled(c, "tpr@0.1%fpr"),

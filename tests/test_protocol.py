@@ -148,3 +148,21 @@ def test_v2_entries_render_under_their_own_heading_beside_the_v1_ones(overfit_no
     rows = lambda text: [ln for ln in text.splitlines() if ln.startswith("| ") and "`" in ln.split("|")[2]]  # noqa: E731
     assert len(rows(section)) == 1  # never mixed: v2 ranks its own entry only, v1 its own defenses
     assert len(rows(page[v1_at:v2_at])) == len({e["defense"] for e in v1})
+
+
+def test_the_run_table_reads_at_100_columns(overfit_none):
+    from rich.console import Console
+
+    from mia_bench.tables import run_tables
+
+    _, record, _, _ = overfit_none
+    console = Console(width=100, record=True, color_system=None)
+    for table in run_tables(record):
+        console.print(table)
+    text = console.export_text()
+    assert "…" not in text and max(len(line.rstrip()) for line in text.splitlines()) <= 100
+    for name in KEEP:  # every attack on one line: its pooled AUC with interval, and the canaries' AUC
+        auc, canary = record.attacks[name]["metrics"]["auc"], record.attacks[name]["canaries"]["auc"]
+        line = next(ln for ln in text.splitlines() if ln.strip().startswith(name + " "))
+        assert f"{auc['value']:.3f}" in line and f"{auc['ci'][0]:.2f}," in line and f"{canary['value']:.3f}" in line
+    assert "worst case per access level" in text and "white_box" in text

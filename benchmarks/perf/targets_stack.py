@@ -25,15 +25,7 @@ from mia_bench.config import load_run
 from mia_bench.distributed import single_process
 from mia_bench.protocol import make_design
 from mia_bench.runner import fit_defense
-
-
-def sgemm_flops_per_s(n: int = 1024, repeats: int = 20) -> float:
-    a, b = torch.randn(2 * n, n), torch.randn(n, n)
-    a @ b
-    t = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * 2 * n * n * n * repeats / (time.perf_counter() - t)
+from shadow_stack import sgemm_flops_per_s  # noqa: E402 - the sibling script (benchmarks/perf/ is on sys.path)
 
 
 def one_defense(defense: str, steps: int, targets: int) -> dict[str, float]:

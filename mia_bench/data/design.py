@@ -156,7 +156,10 @@ def balanced_membership(n_records: int, n_targets: int, *, seed: int) -> np.ndar
     return rng.uniform(size=(n_targets, n_records)).argsort(0).argsort(0) < n_targets // 2
 
 
-def canary_kind(requested: str, data: ArrayDataset, *, conditional: bool = False) -> str:
+def canary_kind(requested: str, data: ArrayDataset) -> str:
+    """The canary kind `auto` stands for on this data: `outliers` for tables, `shuffled` for images. It never
+    depends on the defense (every defense of a seed shares the design and its natural bank), so `mislabelled`
+    is chosen explicitly, in a suite whose defenses are conditional."""
     if requested not in CANARY_KINDS:
         raise SplitError(f"design.canary must be one of {list(CANARY_KINDS)}, got {requested!r}")
     if requested != "auto":

@@ -71,9 +71,10 @@ def cmd_run(args: argparse.Namespace, console: Console) -> None:
         record = _run_one(args, console, resolved, seed)
         if record is None:  # a DDP rank other than 0: it only trained
             continue
-        wide = max(console.width, 100) if record.suite_version >= 2 else None  # protocol v2: a 100-column table
+        if record.suite_version >= 2 and console.width < 100:
+            console.width = 100  # protocol v2's run table is laid out for 100 columns
         for table in run_tables(record):
-            console.print(table, width=wide)
+            console.print(table)
         if record.utility:
             console.print("utility: " + ", ".join(f"{k} {v:.4g}" for k, v in record.utility["metrics"].items()))
         where = RunPaths.for_run(args.results_dir, resolved, seed).root

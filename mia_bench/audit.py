@@ -27,6 +27,7 @@ from mia_bench.results import RunRecord
 
 CONTROLS = ("memorizer", "independent")
 MEMORIZER_AUC = 0.95
+MEMORIZER_TPR = 0.5  # TPR at 1% FPR: catching the memorizer means finding its members at a low false-positive rate
 CHANCE_TOLERANCE = 0.1
 MISSING = "it is missing from the control's record: rerun the controls with the same suite and overrides"
 # Config fields that buy an attack power against the memorizer: latent-search iterations, candidates and
@@ -71,7 +72,8 @@ class Check:
     expected: str
     passed: bool
     fix: str = ""  # what to do when it failed
-    exempt: str = ""  # why the attack cannot catch the memorizer (Attack.memorizer_exempt)
+    exempt: str = ""
+    tpr: float | None = None  # TPR at 1% FPR (the memorizer must also be caught at a low false-positive rate)  # why the attack cannot catch the memorizer (Attack.memorizer_exempt)
 
 
 def check_controls(memorizer: RunRecord, independent: RunRecord, *, memorizer_auc: float = MEMORIZER_AUC,
@@ -91,9 +93,10 @@ def check_controls(memorizer: RunRecord, independent: RunRecord, *, memorizer_au
                                 auc is not None and auc >= floor,
                                 "it scores the memorizer's members below chance: check its sign", exempt))
         else:
-            checks.append(Check(name, "memorizer", seed, auc, f">= {memorizer_auc:.2f}",
-                                auc is not None and auc >= memorizer_auc,
-                                memorizer_fix(name, memorizer.attacks.get(name, {}).get("settings"))))
+            tpr = _metric(memorizer, name, "tpr@1%fpr")
+            checks.append(Check(name, "memorizer", seed, auc, f">= {memorizer_auc:.2f} / {MEMORIZER_TPR:.1f}",
+                                auc is not None and auc >= memorizer_auc and (tpr is None or tpr >= MEMORIZER_TPR),
+                                memorizer_fix(name, memorizer.attacks.get(name, {}).get("settings")), tpr=tpr))
         auc = _auc(independent, name)
         checks.append(Check(name, "independent", seed, auc, f"0.50 ± {tolerance:.2f}",
                             auc is not None and abs(auc - 0.5) <= tolerance,
@@ -103,6 +106,10 @@ def check_controls(memorizer: RunRecord, independent: RunRecord, *, memorizer_au
     return [replace(c, fix=MISSING) if c.auc is None else c for c in checks]
 
 
+def _metric(record: RunRecord, attack: str, key: str) -> float | None:
+    m = (record.attacks.get(attack) or {}).get("metrics", {}).get(key)
+    return None if m is None else float(m["value"])
+
+
 def _auc(record: RunRecord, attack: str) -> float | None:
-    result = record.attacks.get(attack)
-    return None if result is None else float(result["metrics"]["auc"]["value"])
+    return _metric(record, attack, "auc")

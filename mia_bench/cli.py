@@ -115,12 +115,13 @@ def cmd_audit(args: argparse.Namespace, console: Console) -> int:
         if any(r is None for r in records):  # a DDP rank other than 0: it only trained
             return 0
         checks += check_controls(*records, tolerance=CHANCE_TOLERANCE if args.tolerance is None else args.tolerance)
-    t = Table(title=f"audit of the {args.suite} suite's attacks against its controls")
-    for col in ("attack", "control", "seed", "AUC", "expected", ""):
-        t.add_column(col, justify="right" if col in ("seed", "AUC") else "left")
+    t = Table(title=f"audit of the {args.suite} suite's attacks against its controls",
+              caption="memorizer: AUC / TPR at 1% FPR at least; independent: AUC within 0.5 ± the tolerance")
+    for col in ("attack", "control", "seed", "AUC", "TPR@1%", "expected", ""):
+        t.add_column(col, justify="right" if col in ("seed", "AUC", "TPR@1%") else "left")
     for c in checks:
-        t.add_row(c.attack, c.control, str(c.seed), "missing" if c.auc is None else f"{c.auc:.3f}", c.expected,
-                  "[green]pass[/]" if c.passed else "[bold red]FAIL[/]")
+        t.add_row(c.attack, c.control, str(c.seed), "missing" if c.auc is None else f"{c.auc:.3f}",
+                  "" if c.tpr is None else f"{c.tpr:.3f}", c.expected, "[green]pass[/]" if c.passed else "[bold red]FAIL[/]")
     console.print(t)
     for attack, why in sorted({(c.attack, c.exempt) for c in checks if c.exempt}):
         console.print(f"[dim]exempt: {attack}: {why}[/]", highlight=False)

@@ -83,10 +83,12 @@ def test_audit_fails_weak_leaky_missing_or_inverted_attacks(control_records):
     memorizer.attacks["logan_wb"]["metrics"]["auc"]["value"] = 0.9  # too weak to catch released members
     memorizer.attacks["lira_wb_mixed"]["metrics"]["auc"]["value"] = 0.3  # exempt, but below chance
     independent.attacks["ganleaks_fbb"]["metrics"]["auc"]["value"] = 0.62  # separates records it never saw
+    memorizer.attacks["monte_carlo"]["metrics"]["tpr@1%fpr"]["value"] = 0.2  # a high AUC, few members at 1% FPR
     del independent.attacks["domias"]
     failed = {(c.attack, c.control) for c in check_controls(memorizer, independent) if not c.passed}
     assert failed == {("logan_wb", "memorizer"), ("lira_wb_mixed", "memorizer"), ("ganleaks_fbb", "independent"),
-                      ("domias", "independent"), *((a, "memorizer") for a in CAUGHT_ELSEWHERE)}
+                      ("domias", "independent"), ("monte_carlo", "memorizer"),
+                      *((a, "memorizer") for a in CAUGHT_ELSEWHERE)}
     assert all(c.passed for c in check_controls(memorizer, independent, tolerance=0.15, memorizer_auc=0.9)
                if c.attack in ("logan_wb", "ganleaks_fbb"))
     assert [c.fix for c in check_controls(memorizer, independent) if c.auc is None] == [MISSING]

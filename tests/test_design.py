@@ -204,3 +204,16 @@ def test_leave_one_out_is_at_chance_without_signal(mode):
         scores = lira.loo_scores(stats, stats, inside, mode=mode)
         aucs.append(roc_auc_score(inside.ravel(), scores.ravel()))
     assert abs(np.mean(aucs) - 0.5) < 0.006
+
+
+def test_online_leave_one_out_catches_a_target_that_fits_its_members_far_better_than_its_references():
+    """A memorizer scored against natural references: its members' losses lie far below every reference
+    model's, where the two-Gaussian ratio (sd_in < sd_out) would fall again; the monotone score catches it."""
+    rng = np.random.default_rng(0)
+    inside = balanced_membership(1000, 16, seed=0)
+    offsets = rng.normal(scale=2.0, size=1000)
+    ref = offsets + rng.normal(size=inside.shape) * np.where(inside, 0.7, 1.0) - 0.1 * inside  # natural models
+    target = offsets + rng.normal(scale=0.3, size=inside.shape) - 6.0 * inside  # memorizes its members
+    scores = lira.loo_scores(target, ref, inside, mode="online")
+    r = pooled_report(scores, inside, n_boot=0)
+    assert r["auc"]["value"] >= 0.95 and r["tpr@1%fpr"]["value"] >= 0.5

@@ -46,9 +46,10 @@ def results_dir(tmp_path: Path) -> Path:
     return tmp_path / "results"
 
 
-def quick_config_dir(folder: Path) -> Path:
+def quick_config_dir(folder: Path, keep: tuple[str, ...] = ()) -> Path:
     """A copy of benchmarks/ whose digits suite has the quick budget built in: runs of it carry no
-    overrides (official, so they reach the leaderboard) and still finish in seconds."""
+    overrides (official, so they reach the leaderboard) and still finish in seconds. keep: only these
+    attacks stay in the suite (default: all of them)."""
     import shutil
 
     from omegaconf import OmegaConf
@@ -58,6 +59,6 @@ def quick_config_dir(folder: Path) -> Path:
     out = folder / "benchmarks"
     shutil.copytree(REPO_ROOT / "benchmarks" / "defenses", out / "defenses")
     suite = OmegaConf.merge(OmegaConf.load(REPO_ROOT / "benchmarks" / "digits_v1.yaml"),
-                            OmegaConf.from_dotlist([*QUICK, *QUICK_ATTACKS]))
+                            OmegaConf.from_dotlist([*QUICK, *QUICK_ATTACKS, *(only_attacks(*keep) if keep else [])]))
     OmegaConf.save(suite, out / "digits_v1.yaml")
     return out

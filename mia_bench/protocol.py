@@ -36,8 +36,8 @@ import numpy as np
 import torch
 
 from mia_bench import progress, shadows
-from mia_bench.attacks import ATTACKS, AttackerKnowledge, Recipe, make_view
-from mia_bench.attacks.base import AccessLevel, RoleData
+from mia_bench.attacks import ATTACKS, Recipe, make_view
+from mia_bench.attacks.base import AccessLevel
 from mia_bench.attacks.lira import _Lira, _LiraSamples
 from mia_bench.config import ResolvedRun
 from mia_bench.data import ArrayDataset, load_dataset
@@ -50,8 +50,8 @@ from mia_bench.metrics.privacy import fpr_key
 from mia_bench.metrics.utility import evaluate_utility
 from mia_bench.nets import lira as lira_math
 from mia_bench.results import RunPaths, RunRecord, environment, now_iso
+from mia_bench.runner import attacker_knowledge, write_or_rescue
 from mia_bench.runner import diagnose as diagnose_one
-from mia_bench.runner import write_or_rescue
 
 log = logging.getLogger("mia_bench.protocol")
 LEVELS = tuple(a.value for a in AccessLevel)  # samples < generator < white_box
@@ -60,8 +60,7 @@ RANK_FPR = 0.01
 
 def check_suite(resolved: ResolvedRun) -> None:
     """Refuse, before any work, what protocol v2 cannot run."""
-    bad = [n for n in resolved.attack_params if getattr(ATTACKS.get(n).Config, "query", "single") == "mixed"
-           or getattr(resolved.attack_params[n], "query", "single") == "mixed"]
+    bad = [n for n, params in resolved.attack_params.items() if getattr(params, "query", "single") == "mixed"]
     if bad:
         raise ConfigError(f"attack(s) {bad} (mixed co-membership queries) have no leave-one-out form in protocol "
                           f"v2; remove them from the suite or set attacks.{bad[0]}=false")
@@ -111,20 +110,21 @@ class LiraStatistics:
         pick = np.random.default_rng([self.seed, 5]).choice(ids, min(n, ids.size), replace=False)
         return self.data.take(pick)
 
-    def get(self, attack: _Lira, bank_key: str, models: list[Defense], rel: list[Released]) -> np.ndarray:
-        """(M, P) standardised statistic (lower = member) of every population record under every model,
-        read through each model's view at the attack's access level."""
+    def get(self, attack: _Lira, bank: shadows.ShadowBank, rel: list[Released]) -> np.ndarray:
+        """(M, P) standardised statistic (lower = member) of every population record under every model of
+        `bank`, read through each model's view at the attack's access level; keyed by the bank's digest, so
+        a bank that is both the targets and the natural reference (`none`) is read once."""
         c = attack.config
         if isinstance(attack, _LiraSamples):  # every model releases as many samples
             attack.n_samples = int(rel[0].x.shape[0])
-        key = (bank_key, type(attack).statistic, json.dumps(attack.statistic_settings(), sort_keys=True, default=str),
+        key = (bank.digest, type(attack).statistic, json.dumps(attack.statistic_settings(), sort_keys=True, default=str),
                c.standardise, c.standardise_records)
         if key in self.cache:
             return self.cache[key]
         ax, ay = self.aux(c.standardise_records) if c.standardise else (self.x[:0], self.y[:0])
         qx, qy = torch.cat([self.x, ax]), torch.cat([self.y, ay])
         rows = []
-        for m, r in zip(models, rel, strict=True):
+        for m, r in zip(bank.models, rel, strict=True):
             view = make_view(m, attack.access, r)
             rows.append(attack.target_losses(view, qx, qy))
         stats = np.stack(rows).astype(np.float64)
@@ -137,16 +137,19 @@ class LiraStatistics:
 
 
 def lira_loo(name: str, params: Any, stats: LiraStatistics, targets: shadows.ShadowBank, target_rel: list[Released],
-             natural: shadows.ShadowBank, natural_rel: list[Released]) -> tuple[dict, np.ndarray]:
+             natural: shadows.ShadowBank | None, natural_rel: list[Released] | None) -> tuple[dict, np.ndarray]:
     attack = ATTACKS.get(name)(config=params, seed=stats.seed)
+    assert isinstance(attack, _Lira)  # attack_all sends only LiRA attacks here
     c = attack.config
     if c.mode not in ("online", "offline") or c.reference not in ("natural", "defense"):
         raise ConfigError(f"attacks.{name}: mode must be online|offline and reference natural|defense")
-    t_stats = stats.get(attack, "targets", targets.models, target_rel)
+    t_stats = stats.get(attack, targets, target_rel)
     if c.reference == "defense":
         ref = t_stats
     else:
-        ref = stats.get(attack, "natural", natural.models, natural_rel)
+        if natural is None or natural_rel is None:
+            raise MiaBenchError(f"{name}: a natural reference was asked for but no natural bank was trained")
+        ref = stats.get(attack, natural, natural_rel)
     scores = lira_math.loo_scores(t_stats, ref, stats.design.inside, mode=c.mode)
     n_ref = stats.design.n_targets - 1
     attack.details.update(protocol="leave-one-out over the design's targets", reference_models=n_ref,
@@ -170,11 +173,7 @@ def per_target(name: str, params: Any, seed: int, design: MembershipDesign, data
     qx, qy = data.take(design.population)
     prepared = []
     for t, (model, released) in enumerate(zip(targets.models, rel, strict=True)):
-        split = design.target_split(t)
-        ids = {role: np.asarray(getattr(split, role)) for role in cls.needs}
-        knowledge = AttackerKnowledge(data={role: data.take(ids[role]) for role in cls.needs}, ids=ids,
-                                      recipe=recipe, dataset=RoleData(data, ids) if cls.needs else None,
-                                      cache_dir=cache_dir, seed=seed)
+        knowledge = attacker_knowledge(cls, design.target_split(t), data, recipe, cache_dir, seed)
         prepared.append((cls(config=params, seed=seed), make_view(model, cls.access, released), knowledge))
     requests = [r for r in (a.bank_request(v, k) for a, v, k in prepared) if r is not None]
     if len(requests) > 1:
@@ -343,7 +342,8 @@ def run_v2(resolved: ResolvedRun, seed: int, paths: RunPaths, *, results_dir: Pa
         none_y = np.zeros(0, np.int64)
         samples = dict(x=first.x.numpy(), y=none_y if first.y is None else first.y.numpy(),
                        targets_x=torch.stack([r.x for r in target_rel]).numpy(),
-                       targets_y=none_y if first.y is None else torch.stack([r.y for r in target_rel]).numpy())
+                       targets_y=none_y if first.y is None else torch.stack([r.y for r in target_rel
+                                                                              if r.y is not None]).numpy())
         write_or_rescue(paths.samples, lambda p: atomic_save_npz(p, **samples), what="the released samples")
     with stage(timings, "attacks", on_stage):
         attacks, raw = attack_all(resolved, seed, data, design, targets, target_rel, natural, natural_rel, cache_dir)

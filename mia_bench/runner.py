@@ -246,10 +246,7 @@ def _attack_one(name: str, params: Any, resolved: ResolvedRun, seed: int, defens
     cls = ATTACKS.get(name)
     attack = cls(config=params, seed=seed)
     view = make_view(defense, cls.access, released)
-    ids = {role: np.asarray(getattr(split, role)) for role in cls.needs}
-    knowledge = AttackerKnowledge(data={role: data.take(ids[role]) for role in cls.needs}, ids=ids, recipe=recipe,
-                                  dataset=RoleData(data, ids) if cls.needs else None, cache_dir=cache_dir, seed=seed)
-    attack.fit(view, knowledge)
+    attack.fit(view, attacker_knowledge(cls, split, data, recipe, cache_dir, seed))
     qx, qy = data.take(query_ids)
     scores = np.asarray(attack.score(view, qx, qy, ids=query_ids), dtype=np.float64)
     if scores.shape != (qx.shape[0],) or not np.isfinite(scores).all():
@@ -258,6 +255,15 @@ def _attack_one(name: str, params: Any, resolved: ResolvedRun, seed: int, defens
     metrics = privacy_report(scores, is_member, fprs=tuple(cfg.metrics.fprs), n_boot=cfg.metrics.bootstrap, seed=seed)
     metrics.update(attack.extra_metrics(scores, is_member))
     return {**attack.describe(), "metrics": metrics, "seconds": round(time.perf_counter() - t, 3)}, scores
+
+
+def attacker_knowledge(cls: Any, split: MembershipSplit, data: ArrayDataset, recipe: Recipe, cache_dir: Path,
+                       seed: int) -> AttackerKnowledge:
+    """What attack class `cls` may hold besides its view: the split's roles it declares (never members or
+    non-members), the dataset limited to them, the target's recipe and a cache folder."""
+    ids = {role: np.asarray(getattr(split, role)) for role in cls.needs}
+    return AttackerKnowledge(data={role: data.take(ids[role]) for role in cls.needs}, ids=ids, recipe=recipe,
+                             dataset=RoleData(data, ids) if cls.needs else None, cache_dir=cache_dir, seed=seed)
 
 
 def queries(split: MembershipSplit) -> tuple[np.ndarray, np.ndarray]:

@@ -15,7 +15,7 @@ from mia_bench.data import DataInfo
 from mia_bench.io import load_npz
 from mia_bench.metrics.pooled import exposure
 from mia_bench.protocol import LEVELS, make_design
-from mia_bench.results import RunPaths, RunRecord
+from mia_bench.results import RunPaths
 from mia_bench.runner import run
 
 KEEP = ("lira_wb", "lira_wb_offline", "lira_wb_adaptive", "lira_fbb", "lira_fbb_offline", "ganleaks_fbb", "logan_wb")

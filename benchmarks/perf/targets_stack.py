@@ -17,6 +17,7 @@ import argparse
 import time
 
 import torch
+from shadow_stack import sgemm_flops_per_s  # noqa: E402 - the sibling script (benchmarks/perf/ is on sys.path)
 from torch.utils.flop_counter import FlopCounterMode
 
 from mia_bench import shadows
@@ -25,7 +26,6 @@ from mia_bench.config import load_run
 from mia_bench.distributed import single_process
 from mia_bench.protocol import make_design
 from mia_bench.runner import fit_defense
-from shadow_stack import sgemm_flops_per_s  # noqa: E402 - the sibling script (benchmarks/perf/ is on sys.path)
 
 
 def one_defense(defense: str, steps: int, targets: int) -> dict[str, float]:

@@ -22,7 +22,7 @@ reshuffled passes over the model's own training records, B at a time, a pass's r
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,7 +81,7 @@ def _linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.T
 _ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Identity)
 
 
-def _layers(seq: Sequence[nn.Module], prefix: str, params: Params, h: torch.Tensor) -> torch.Tensor:
+def _layers(seq: Iterable[nn.Module], prefix: str, params: Params, h: torch.Tensor) -> torch.Tensor:
     for i, m in enumerate(seq):
         key = f"{prefix}.{i}"
         if isinstance(m, nn.Linear):
@@ -95,7 +95,7 @@ def _layers(seq: Sequence[nn.Module], prefix: str, params: Params, h: torch.Tens
     return h
 
 
-def _plain(modules: Sequence[nn.Module]) -> bool:
+def _plain(modules: Iterable[nn.Module]) -> bool:
     return all(isinstance(m, (nn.Linear, nn.LayerNorm, *_ELEMENTWISE)) for m in modules)
 
 
@@ -109,11 +109,11 @@ def _batched(template: nn.Module) -> Callable[..., torch.Tensor] | None:
             h = _layers(template.net, "net", params, with_labels(z, y, template.n_classes))
             return h.view(z.shape[0], z.shape[1], *template.out_shape)
         return gen
-    if isinstance(template, MLPDiscriminator) and all(_plain(b) for b in template.blocks):
+    if isinstance(template, MLPDiscriminator) and all(_plain(b.children()) for b in template.blocks):
         def disc(params: Params, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
             h = x.flatten(2)
             for i, block in enumerate(template.blocks):
-                h = _layers(block, f"blocks.{i}", params, h)
+                h = _layers(block.children(), f"blocks.{i}", params, h)
             logit = _linear(h, params["head.weight"], params.get("head.bias")).squeeze(2)
             if template.embed_y is None:
                 return logit

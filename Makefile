@@ -16,6 +16,8 @@ EXECUTOR ?= local
 PARALLEL ?= $(shell nproc 2>/dev/null || echo 1)
 WANDB   ?= offline
 ARGS    ?=
+SWEEP   ?=
+OP      ?=
 RESULTS ?= results
 PYTEST_ARGS ?=
 
@@ -38,14 +40,15 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP) ## create .venv and install mia_bench into it
 
-bench: $(STAMP) ## train, attack, score one defense and update the leaderboard: make bench DEFENSE=megan [SUITE= SEED= ARGS="k=v ..."]
-	$(CLI) run --suite $(SUITE) --defense $(DEFENSE) --seed $(SEED) --results-dir $(RESULTS) --wandb $(WANDB) $(ARGS)
+bench: $(STAMP) ## train, attack, score one defense and update the leaderboard: make bench DEFENSE=megan [SWEEP=1 | OP=lh3] [SUITE= SEED= ARGS="k=v ..."]
+	$(CLI) run --suite $(SUITE) --defense $(DEFENSE) --seed $(SEED) $(if $(SWEEP),--sweep,) $(if $(OP),--op $(OP),) \
+		--results-dir $(RESULTS) --wandb $(WANDB) $(ARGS)
 	$(CLI) leaderboard --results-dir $(RESULTS)
 
 audit: $(STAMP) ## run the controls and check every attack against them (exit 1 on a failed check): make audit [SUITE= SEEDS= ARGS=]
 	$(CLI) audit --suite $(SUITE) --seed $(SEEDS) --results-dir $(RESULTS) $(ARGS)
 
-grid: $(STAMP) ## every defense x seed, skipping finished cells, then the leaderboard: make grid [SUITE= SEEDS= DEFENSES= EXECUTOR=local|slurm PARALLEL= WANDB=offline|online|off ARGS=]
+grid: $(STAMP) ## every defense x operating point x seed, skipping finished cells, then the leaderboard: make grid [SUITE= SEEDS= DEFENSES= EXECUTOR=local|slurm PARALLEL= WANDB=offline|online|off ARGS=]
 	$(CLI) grid --suite $(SUITE) --defenses $(DEFENSES) --seeds $(SEEDS) --executor $(EXECUTOR) --parallel $(PARALLEL) \
 		--results-dir $(RESULTS) --wandb $(WANDB) $(ARGS)
 

@@ -27,6 +27,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--suite", default="digits", help="suite name (benchmarks/<suite>.yaml) or a YAML path")
     run.add_argument("--defense", required=True, help="registered defense name (see `mia-bench list`)")
     run.add_argument("--seed", type=seed_value, nargs="+", default=[0], help="one or more seeds (integers >= 0)")
+    points = run.add_mutually_exclusive_group()
+    points.add_argument("--op", nargs="+", default=None, metavar="POINT",
+                        help="operating point(s) of the defense's sweep (default: its default point)")
+    points.add_argument("--sweep", action="store_true", help="run every operating point of the defense's sweep")
     run.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS)
     run.add_argument("--name", type=run_name, default=None,
                      help="folder for this run under results/<suite>/<defense>/ (default: official runs in place, "
@@ -61,13 +65,23 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> None:
-    from mia_bench.config import load_run
+    from mia_bench.config import load_run, points_to_run
+
+    for point in points_to_run(args.defense, args.config_dir, sweep=args.sweep, ops=args.op):
+        resolved = load_run(suite=args.suite, defense=args.defense, overrides=_overrides(args),
+                            config_dir=args.config_dir, operating_point=point)
+        resolved.name = args.name or ""
+        _run_seeds(args, console, resolved)
+
+
+def _run_seeds(args: argparse.Namespace, console: Console, resolved) -> None:  # noqa: ANN001
     from mia_bench.results import RunPaths
     from mia_bench.tables import run_tables
 
-    resolved = load_run(suite=args.suite, defense=args.defense, overrides=_overrides(args), config_dir=args.config_dir)
-    resolved.name = args.name or ""
     for seed in args.seed:
+        if resolved.point_name:
+            console.print(f"[bold]{resolved.defense_name} at operating point {resolved.point_name}[/] "
+                          f"({resolved.operating_point.knob})", highlight=False)
         record = _run_one(args, console, resolved, seed)
         if record is None:  # a DDP rank other than 0: it only trained
             continue
@@ -230,15 +244,18 @@ def precheck(args: argparse.Namespace) -> None:
     torch or Lightning is imported: a typo stops within a second, before anything is written."""
     if args.command not in OVERRIDABLE:
         return
-    from mia_bench.config import load_run, merge_run_config
+    from mia_bench.config import defense_sweep, load_run, merge_run_config, points_to_run
     from mia_bench.manifest import ManifestSchemas, fresh
     from mia_bench.schema import CONTROLS
 
     if not fresh():  # sources changed since components.json was generated: the full check (after import) runs
         return
     if args.command == "run":
-        defenses = [args.defense]
-    elif args.command == "audit":
+        for point in points_to_run(args.defense, args.config_dir, sweep=args.sweep, ops=args.op):
+            load_run(suite=args.suite, defense=args.defense, overrides=_overrides(args), config_dir=args.config_dir,
+                     schemas=ManifestSchemas(), operating_point=point)
+        return
+    if args.command == "audit":
         defenses = list(CONTROLS)
     elif args.defenses == ["all"]:
         defenses = [str(d) for d in merge_run_config(suite=args.suite, defense="none", overrides=[],
@@ -246,8 +263,10 @@ def precheck(args: argparse.Namespace) -> None:
     else:
         defenses = list(args.defenses)
     for defense in defenses:
-        load_run(suite=args.suite, defense=defense, overrides=_overrides(args), config_dir=args.config_dir,
-                 schemas=ManifestSchemas())
+        sweep = args.command == "grid" and defense_sweep(defense, args.config_dir) is not None
+        for point in points_to_run(defense, args.config_dir, sweep=sweep, ops=None):
+            load_run(suite=args.suite, defense=defense, overrides=_overrides(args), config_dir=args.config_dir,
+                     schemas=ManifestSchemas(), operating_point=point)
 
 
 def tolerance_value(text: str) -> float:

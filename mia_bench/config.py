@@ -33,6 +33,7 @@ from mia_bench.schema import (  # noqa: F401 - re-exported: the schema's home is
     UtilityConfig,
     check_ranges,
 )
+from mia_bench.sweep import OperatingPoint, Sweep, split_defense_node
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,13 +48,25 @@ class ResolvedRun:
     attack_params: dict[str, Any]
     overrides: list[str]
     name: str = ""  # --name: the run's folder under results/<suite>/<defense>/ (instead of its override digest)
+    operating_point: OperatingPoint | None = None  # the defense's sweep point (mia_bench/sweep.py); None: no sweep
 
     @property
     def variant(self) -> str:
-        """The run's folder below its defense's: "" for an official run, else `name` or `ovr-<digest[:12]>`."""
-        if self.name:
-            return self.name
-        return f"ovr-{self.digest()[:12]}" if self.overrides else ""
+        """The run's folder below its defense's: "" for an official run without a sweep, `op-<point>` for an
+        official run at an operating point, else `name` or `ovr-<digest[:12]>` (with `@<point>` at a point)."""
+        base = self.name or (f"ovr-{self.digest()[:12]}" if self.overrides else "")
+        op = self.operating_point.name if self.operating_point else ""
+        if not op:
+            return base
+        return f"{base}@{op}" if base else f"op-{op}"
+
+    @property
+    def point_name(self) -> str:
+        return self.operating_point.name if self.operating_point else ""
+
+    def point_record(self) -> dict[str, Any]:
+        """What a record and an entry carry of the operating point ({} without a sweep)."""
+        return self.operating_point.describe() if self.operating_point else {}
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self.config)
@@ -64,7 +77,7 @@ class ResolvedRun:
     def digest(self) -> str:
         """sha256 of everything that shapes a run's result (seeds list and cosmetic keys excluded)."""
         d = self.to_dict()
-        for key in ("seeds", "defenses", "description", "tracking"):
+        for key in ("seeds", "defenses", "description", "tracking", "leaderboard"):
             d.pop(key)
         if self.config.version < 2:
             d.pop("design")  # protocol v1 has no design: its digests stay what they were
@@ -169,12 +182,59 @@ class Schemas:
         return ATTACKS.get(name).Config
 
 
-def merge_run_config(*, suite: str, defense: str, overrides: list[str], config_dir: Path | None) -> RunConfig:
+def defense_file(defense: str, config_dir: Path | None) -> tuple[dict[str, Any], Sweep | None]:
+    """The defense's YAML (its hyperparameters) and its sweep of operating points (None when it declares none)."""
+    path = (Path(config_dir) if config_dir else REPO_ROOT / "benchmarks") / "defenses" / f"{defense}.yaml"
+    if not path.is_file():
+        return {}, None
+    node = OmegaConf.to_container(_load_yaml(path))
+    return split_defense_node(defense, node, str(path))  # type: ignore[arg-type]
+
+
+def defense_sweep(defense: str, config_dir: Path | None = None) -> Sweep | None:
+    return defense_file(defense, config_dir)[1]
+
+
+def pick_point(defense: str, sweep: Sweep | None, operating_point: str | None) -> OperatingPoint | None:
+    if sweep is None:
+        if operating_point is not None:
+            raise ConfigError(f"defense '{defense}' declares no operating points (no `operating_points:` in its "
+                              "YAML); leave out --op / --sweep")
+        return None
+    return sweep.pick(operating_point)
+
+
+def points_to_run(defense: str, config_dir: Path | None, *, sweep: bool, ops: list[str] | None) -> list[str | None]:
+    """The operating points a command runs: every point of the defense's sweep (`sweep`), the named ones
+    (`ops`, checked now), or [None] (the default point; no point for a defense without a sweep)."""
+    found = defense_sweep(defense, config_dir)
+    if sweep:
+        if found is None:
+            raise ConfigError(f"--sweep: defense '{defense}' declares no operating points (no `operating_points:` in "
+                              f"benchmarks/defenses/{defense}.yaml); run it without --sweep")
+        return list(found.names())
+    for name in ops or []:
+        pick_point(defense, found, name)
+    return list(ops) if ops else [None]
+
+
+def merge_run_config(*, suite: str, defense: str, overrides: list[str], config_dir: Path | None,
+                     operating_point: str | None = None) -> RunConfig:
     """The suite YAML, the defense's YAML and the overrides, merged and checked against RunConfig (torch-free)."""
+    return _merge(suite=suite, defense=defense, overrides=overrides, config_dir=config_dir,
+                  operating_point=operating_point)[0]
+
+
+def _merge(*, suite: str, defense: str, overrides: list[str], config_dir: Path | None,
+           operating_point: str | None) -> tuple[RunConfig, OperatingPoint | None]:
+    """merge_run_config, with the operating point it ran at: its settings sit between the defense's YAML and
+    the overrides, and its budget fraction scales the merged trainer.max_steps."""
     config_dir = Path(config_dir) if config_dir else REPO_ROOT / "benchmarks"
     layers = [_load_yaml(suite_path(suite, config_dir))]
-    defense_file = config_dir / "defenses" / f"{defense}.yaml"
-    layers.append(OmegaConf.create({"defense": _load_yaml(defense_file) if defense_file.is_file() else {}}))
+    params, sweep = defense_file(defense, config_dir)
+    point = pick_point(defense, sweep, operating_point)
+    layers.append(OmegaConf.create({"defense": params}))
+    layers.append(OmegaConf.create(point.layer() if point else {}))
     layers.append(parse_overrides(overrides))
     base = OmegaConf.structured(RunConfig)
     known = _dotted_keys(OmegaConf.to_container(base))
@@ -183,12 +243,14 @@ def merge_run_config(*, suite: str, defense: str, overrides: list[str], config_d
         cfg: RunConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
     except OmegaConfBaseException as e:
         raise _explain(e, known) from None
+    if point is not None:
+        cfg.trainer.max_steps = point.steps(cfg.trainer.max_steps)
     check_ranges(cfg)
     bad = [f for f in cfg.metrics.fprs if not 0 < f < 1]
     if bad:
         raise ConfigError(f"config key 'metrics.fprs' holds {bad[0]!r}; every FPR must be between 0 and 1 "
                           "(exclusive), e.g. metrics.fprs=[0.001,0.01,0.1]")
-    return cfg
+    return cfg, point
 
 
 def attack_options(name: str, opts: Any) -> Any:
@@ -201,13 +263,15 @@ def attack_options(name: str, opts: Any) -> Any:
                       f"(leave it out) or its options, e.g. attacks.{name}.<option>=<value>")
 
 
-def load_run(*, suite: str, defense: str, overrides: list[str] | None = None,
-             config_dir: Path | None = None, schemas: Schemas | None = None) -> ResolvedRun:
-    """The fully checked configuration of one run: names (with "did you mean"), keys, types and ranges."""
+def load_run(*, suite: str, defense: str, overrides: list[str] | None = None, config_dir: Path | None = None,
+             schemas: Schemas | None = None, operating_point: str | None = None) -> ResolvedRun:
+    """The fully checked configuration of one run: names (with "did you mean"), keys, types and ranges.
+    operating_point: a point of the defense's sweep (None: its default; defenses without a sweep: none)."""
     schemas = schemas or Schemas()
     overrides = list(overrides or [])
     defense_schema = schemas.defense(defense)
-    cfg = merge_run_config(suite=suite, defense=defense, overrides=overrides, config_dir=config_dir)
+    cfg, point = _merge(suite=suite, defense=defense, overrides=overrides, config_dir=config_dir,
+                        operating_point=operating_point)
     params = dict(cfg.defense)
     params.pop("name", None)
     defense_params = component_config(defense_schema, params, "defense")
@@ -221,4 +285,4 @@ def load_run(*, suite: str, defense: str, overrides: list[str] | None = None,
         attack_params[name] = component_config(schema, opts, f"attacks.{name}")
         check_ranges(attack_params[name], f"attacks.{name}")
     return ResolvedRun(config=cfg, defense_name=defense, defense_params=defense_params,
-                       attack_params=attack_params, overrides=overrides)
+                       attack_params=attack_params, overrides=overrides, operating_point=point)

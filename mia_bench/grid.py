@@ -1,4 +1,4 @@
-"""The grid: every (defense, seed) cell of a suite as an independent job sharing one results folder.
+"""The grid: every (defense, operating point, seed) cell of a suite as an independent job sharing one results folder.
 
     mia-bench grid --suite digits --defenses all --seeds 0 1 2 [--executor local|slurm] [key=value ...]
 
@@ -25,7 +25,7 @@ from typing import Any
 
 import lightning as L
 
-from mia_bench.config import REPO_ROOT, load_run, suite_path
+from mia_bench.config import REPO_ROOT, defense_sweep, load_run, suite_path
 from mia_bench.errors import ConfigError, MiaBenchError
 from mia_bench.io import atomic_write_text
 from mia_bench.results import RunPaths, RunRecord
@@ -33,21 +33,25 @@ from mia_bench.results import RunPaths, RunRecord
 
 @dataclass(frozen=True)
 class Cell:
-    """One run of the grid: suite x defense x seed, with the grid's overrides."""
+    """One run of the grid: suite x defense x operating point x seed, with the grid's overrides.
+    operating_point: a point of the defense's sweep ("" for a defense without one)."""
 
     suite: str
     defense: str
     seed: int
     overrides: tuple[str, ...] = ()
     config_dir: str | None = None
+    operating_point: str = ""
 
     @property
     def name(self) -> str:
-        return f"{self.defense}/seed{self.seed}"
+        at = f"@{self.operating_point}" if self.operating_point else ""
+        return f"{self.defense}{at}/seed{self.seed}"
 
     def resolve(self) -> Any:
         return load_run(suite=self.suite, defense=self.defense, overrides=list(self.overrides),
-                        config_dir=Path(self.config_dir) if self.config_dir else None)
+                        config_dir=Path(self.config_dir) if self.config_dir else None,
+                        operating_point=self.operating_point or None)
 
 
 @dataclass
@@ -83,8 +87,9 @@ def suite_defenses(suite: str, config_dir: Path | None = None) -> list[str]:
 
 def plan(*, suite: str, defenses: list[str], seeds: list[int], overrides: list[str], results_dir: Path,
          config_dir: Path | None = None) -> tuple[list[Cell], list[Cell]]:
-    """(cells to run, cells already finished). Every cell's config is resolved here, so a typo fails
-    the whole grid before anything is submitted."""
+    """(cells to run, cells already finished): every defense at every operating point of its sweep, at
+    every seed. Every cell's config is resolved here, so a typo fails the whole grid before anything is
+    submitted."""
     from mia_bench.defenses import DEFENSES
 
     names = suite_defenses(suite, config_dir) if defenses == ["all"] else defenses
@@ -93,9 +98,11 @@ def plan(*, suite: str, defenses: list[str], seeds: list[int], overrides: list[s
     todo: list[Cell] = []
     done: list[Cell] = []
     for defense in dict.fromkeys(names):
-        for seed in dict.fromkeys(seeds):
-            cell = Cell(suite, defense, seed, tuple(overrides), str(config_dir) if config_dir else None)
-            (done if finished(cell, results_dir) else todo).append(cell)
+        sweep = defense_sweep(defense, config_dir)
+        for point in (sweep.names() if sweep else [""]):
+            for seed in dict.fromkeys(seeds):
+                cell = Cell(suite, defense, seed, tuple(overrides), str(config_dir) if config_dir else None, point)
+                (done if finished(cell, results_dir) else todo).append(cell)
     return todo, done
 
 
@@ -112,7 +119,8 @@ def finished(cell: Cell, results_dir: Path) -> bool:
 
 
 def status_path(results_dir: Path, cell: Cell) -> Path:
-    return Path(results_dir) / cell.suite / "_grid" / "status" / f"{cell.defense}-seed{cell.seed}"
+    at = f"@{cell.operating_point}" if cell.operating_point else ""
+    return Path(results_dir) / cell.suite / "_grid" / "status" / f"{cell.defense}{at}-seed{cell.seed}"
 
 
 class _StageFile(L.Callback):

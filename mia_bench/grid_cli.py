@@ -30,7 +30,8 @@ nonnegative_int = _int_at_least(0, "use an integer >= 0, e.g. --threads 1 (0: on
 
 def add_grid_parser(sub: Any, *, results: Path, leaderboard: Path, wandb_modes: tuple[str, ...]) -> None:
     """The `grid` subcommand; overrides (key=value) apply to every cell, SLURM options to every job."""
-    grid = sub.add_parser("grid", help="every defense x seed of a suite as jobs (local or SLURM); skips finished cells")
+    grid = sub.add_parser("grid", help="every defense x operating point x seed of a suite as jobs (local or SLURM); skips "
+                               "finished cells")
     grid.add_argument("--suite", default="digits")
     grid.add_argument("--defenses", nargs="+", default=["all"], help="'all' (the suite's defenses list) or names")
     grid.add_argument("--seeds", type=seed_value, nargs="+", default=None, help="default: the suite's seeds")
@@ -68,8 +69,10 @@ def cmd_grid(args: argparse.Namespace, console: Console) -> int:
     slurm = {"tasks_per_node": trainer.devices, "nodes": trainer.num_nodes, **slurm}
     options = GridOptions(results_dir=args.results_dir, executor=args.executor, parallel=args.parallel,
                           threads=args.threads, wandb=args.wandb or base.config.tracking.wandb, slurm=slurm)
-    console.print(f"grid {base.config.suite}: {len(todo) + len(done)} cells ({len(defenses)} defenses x {len(seeds)} "
-                  f"seeds), {len(done)} already finished, {len(todo)} to run on {args.executor}")
+    points = len({(c.defense, c.operating_point) for c in todo + done})
+    console.print(f"grid {base.config.suite}: {len(todo) + len(done)} cells ({len(defenses)} defenses, {points} "
+                  f"operating points x {len(seeds)} seeds), {len(done)} already finished, {len(todo)} to run on "
+                  f"{args.executor}")
     try:
         outcomes = execute(todo, options, console) if todo else []
     except GridInterrupted:

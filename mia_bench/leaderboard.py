@@ -53,11 +53,24 @@ def seed_summary(record: RunRecord) -> dict[str, Any]:
         out.update(n_members=first.get("n_members"), n_non_members=first.get("n_non_members"),
                    design={k: record.design.get(k) for k in ("digest", "targets", "population", "canaries",
                                                              "canary_kind")},
-                   worst_case={level: {"attack": w["attack"], **{k: v["value"] for k, v in w.get("metrics", {}).items()},
-                                       "canaries": {k: v["value"] for k, v in w.get("canaries", {}).items()}}
-                               for level, w in record.worst_case.items()})
+                   worst_case={level: _worst_summary(w) for level, w in record.worst_case.items()})
     else:
         out.update(n_members=record.split_sizes["members"], n_non_members=record.split_sizes["non_members"])
+    return out
+
+
+def _worst_summary(w: dict[str, Any]) -> dict[str, Any]:
+    """One access level's worst case: its attack, the pooled values (population, canaries) and their
+    bootstrap-over-targets intervals (`ci`, `canaries_ci`), which rank rows when an entry has one seed."""
+    out: dict[str, Any] = {"attack": w["attack"]}
+    for part, prefix in (("metrics", ""), ("canaries", "canaries_")):
+        m = w.get(part) or {}
+        values = {k: v["value"] for k, v in m.items()}
+        if prefix:
+            out["canaries"] = values
+        else:
+            out.update(values)
+        out[f"{prefix}ci"] = {k: list(v["ci"]) for k, v in m.items() if v.get("ci") is not None}
     return out
 
 
@@ -65,48 +78,64 @@ def build_entry(records: list[RunRecord], existing: dict[str, Any] | None = None
     """The entry of one (suite, suite version, config digest, defense): `existing`'s seeds, with every seed
     that `records` ran added or replaced; seeds the records did not run are never removed."""
     newest = max(records, key=lambda r: r.created_at)
-    if any((r.suite_version, r.config_digest) != (newest.suite_version, newest.config_digest) for r in records):
-        raise MiaBenchError("build_entry: records of one entry must share their suite version and config digest")
-    if existing is not None and (existing["suite_version"], existing["config_digest"]) != (
-            newest.suite_version, newest.config_digest):
-        raise MiaBenchError("build_entry: the existing entry is of another suite version or config digest")
+    if any(_record_key(r) != _record_key(newest) for r in records):
+        raise MiaBenchError("build_entry: records of one entry must share their suite version, config digest and "
+                            "operating point")
+    if existing is not None and _entry_key(existing) != _record_key(newest):
+        raise MiaBenchError("build_entry: the existing entry is of another suite version, config digest or "
+                            "operating point")
     seeds = dict((existing or {}).get("seeds", {}))
     seeds.update({str(r.seed): seed_summary(r) for r in sorted(records, key=lambda r: (r.seed, r.created_at))})
     return {
         "schema": ENTRY_SCHEMA, "suite": newest.suite, "suite_version": newest.suite_version,
         "defense": newest.defense, "config_digest": newest.config_digest, "labels": newest.labels,
+        "operating_point": dict(newest.operating_point),
+        "utility_floor": dict((newest.config.get("leaderboard") or {}).get("utility_floor") or {}),
+        "floor_reference": (newest.config.get("leaderboard") or {}).get("reference", "none"),
         "attacks": {k: {"access": v["access"], "variant": v["variant"]} for k, v in newest.attacks.items()},
         "seeds": dict(sorted(seeds.items(), key=lambda kv: int(kv[0]))),
         "environment": newest.environment,
     }
 
 
-def _entry_key(e: dict[str, Any]) -> tuple[int, str]:
-    return int(e["suite_version"]), str(e["config_digest"])
+def point_name(e: dict[str, Any]) -> str:
+    """The entry's (or record dict's) operating point ("" when its defense has no sweep)."""
+    return str((e.get("operating_point") or {}).get("name") or "")
 
 
-def entry_path(entries_dir: Path, suite: str, defense: str, suite_version: int, config_digest: str) -> Path:
-    """Where the entry of (suite, defense, version, config digest) lives: the existing file holding that
-    config, else `<defense>.json` when free, else `<defense>@<digest[:12]>.json` beside it (never over it)."""
+def _entry_key(e: dict[str, Any]) -> tuple[int, str, str]:
+    return int(e["suite_version"]), str(e["config_digest"]), point_name(e)
+
+
+def _record_key(r: RunRecord) -> tuple[int, str, str]:
+    return int(r.suite_version), r.config_digest, str((r.operating_point or {}).get("name") or "")
+
+
+def entry_path(entries_dir: Path, suite: str, defense: str, suite_version: int, config_digest: str,
+               operating_point: str = "") -> Path:
+    """Where the entry of (suite, defense, version, config digest, operating point) lives: the existing file
+    holding it, else `<defense>.json` (`<defense>@<point>.json` at an operating point) when free, else that
+    name with `@<digest[:12]>` added (never over another entry)."""
     folder = Path(entries_dir) / suite
     for path in sorted(folder.glob(f"{defense}.json")) + sorted(folder.glob(f"{defense}@*.json")):
         e = _read_entry(path)
-        if e["defense"] == defense and _entry_key(e) == (int(suite_version), config_digest):
+        if e["defense"] == defense and _entry_key(e) == (int(suite_version), config_digest, operating_point):
             return path
-    plain = folder / f"{defense}.json"
-    return plain if not plain.exists() else folder / f"{defense}@{config_digest[:12]}.json"
+    stem = f"{defense}@{operating_point}" if operating_point else defense
+    plain = folder / f"{stem}.json"
+    return plain if not plain.exists() else folder / f"{stem}@{config_digest[:12]}.json"
 
 
 def update_entries(records: Iterable[RunRecord], entries_dir: Path) -> list[Path]:
     """Merge the official records into their entries (one per suite, defense, version and config digest);
     other entries, and seeds of an entry that no record ran, are left untouched."""
-    groups: dict[tuple[str, str, int, str], list[RunRecord]] = defaultdict(list)
+    groups: dict[tuple[str, str, int, str, str], list[RunRecord]] = defaultdict(list)
     for r in records:
         if r.official:
-            groups[(r.suite, r.defense, r.suite_version, r.config_digest)].append(r)
+            groups[(r.suite, r.defense, *_record_key(r))].append(r)
     written = []
-    for (suite, defense, version, digest), recs in sorted(groups.items()):
-        path = entry_path(entries_dir, suite, defense, version, digest)
+    for (suite, defense, version, digest, point), recs in sorted(groups.items()):
+        path = entry_path(entries_dir, suite, defense, version, digest, point)
         existing = _read_entry(path) if path.exists() else None
         atomic_write_json(path, build_entry(recs, existing))
         written.append(path)
@@ -126,11 +155,12 @@ def _newest(e: dict[str, Any]) -> str:
 
 
 def select_ranked(entries: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(entries that rank, entries kept beside them): per (suite, version, defense), the config with the most
-    seeds ranks (ties: the most recently run); the others stay in the entries and are named under the table."""
-    by_defense: dict[tuple[str, int, str], list[dict[str, Any]]] = defaultdict(list)
+    """(entries that rank, entries kept beside them): per (suite, version, defense, operating point), the
+    config with the most seeds ranks (ties: the most recently run); the others stay in the entries and are
+    named under the table."""
+    by_defense: dict[tuple[str, int, str, str], list[dict[str, Any]]] = defaultdict(list)
     for e in entries:
-        by_defense[(e["suite"], int(e["suite_version"]), e["defense"])].append(e)
+        by_defense[(e["suite"], int(e["suite_version"]), e["defense"], point_name(e))].append(e)
     ranked, beside = [], []
     for key in sorted(by_defense):
         group = sorted(by_defense[key], key=lambda e: (len(e["seeds"]), _newest(e), e["config_digest"]), reverse=True)
@@ -185,62 +215,10 @@ def _underpowered(entries: list[dict[str, Any]]) -> list[str]:
     return sorted(flagged)
 
 
-LEVELS = ("samples", "generator", "white_box")
-
-
-def level_worst(entry: dict[str, Any], level: str, metric: str, *, canaries: bool = False) -> Stat:
-    """Protocol v2: per seed, the record's worst case at `level` (its strongest attack); mean over seeds."""
-    vals = []
-    for s in entry["seeds"].values():
-        w = (s.get("worst_case") or {}).get(level)
-        if w is not None:
-            v = (w.get("canaries") or {}).get(metric) if canaries else w.get(metric)
-            if v is not None:
-                vals.append(v)
-    return Stat.of(vals)
-
-
-def rank_v2(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return sorted(entries, key=lambda e: (level_worst(e, "white_box", RANK_KEY).mean,
-                                          level_worst(e, "white_box", "auc").mean, e["defense"]))
-
-
-def render_suite_v2(entries: list[dict[str, Any]]) -> str:
-    """A protocol-v2 suite: the pooled worst case per access level (samples, generator, white_box) at 1% FPR,
-    the canaries' at white-box access, the white-box AUC, ε and the main utility metrics; ranked by the
-    white-box worst case. The per-threat-model, matched-utility tables are the leaderboard issue's."""
-    entries, beside = select_ranked(entries)
-    suite, version = entries[0]["suite"], entries[0]["suite_version"]
-    util = _utility_columns(entries)
-    head = ["Rank", "Defense", "Labels", "Seeds", "ε (δ)", f"samples {RANK_KEY} ↓", f"generator {RANK_KEY} ↓",
-            f"white_box {RANK_KEY} ↓", f"canaries {RANK_KEY} ↓", "white_box AUC ↓"]
-    head += [f"{m} {'↑' if _higher_is_better(entries, m) else '↓'}" for m in util]
-    design = next(iter(entries[0]["seeds"].values())).get("design") or {}
-    lines = [f"## Suite `{suite}` (protocol version {version})", "",
-             f"{design.get('targets')} targets per seed, {design.get('population')}-record population with "
-             f"{design.get('canaries')} canaries ({design.get('canary_kind')}); every record IN for half of the "
-             "targets, scores of all records under all targets pooled into one ROC per attack, leave-one-out LiRA. "
-             "Each access level's column is the worst case over the attacks that level allows (a level includes "
-             "the ones below it); `canaries` is the white-box worst case's attack scored on the canaries only.", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    defenses = rank_v2([e for e in entries if "control" not in e.get("labels", [])])
-    controls = rank_v2([e for e in entries if "control" in e.get("labels", [])])
-    for i, e in enumerate(defenses + controls, start=1):
-        row = [str(i) if e in defenses else "–", f"`{e['defense']}`", _labels(e), str(len(e["seeds"])), epsilon_cell(e)]
-        row += [level_worst(e, lv, RANK_KEY).fmt() for lv in LEVELS]
-        row += [level_worst(e, "white_box", RANK_KEY, canaries=True).fmt(), level_worst(e, "white_box", "auc").fmt()]
-        row += [_utility_cell(e, m) for m in util]
-        lines.append("| " + " | ".join(row) + " |")
-    lines += ["", "Values are mean ± 95% t-interval half-width over seeds (each seed's value is pooled over its "
-              "targets); TPR at x% FPR is the largest empirical TPR with FPR ≤ x. Lower is more private. The "
-              "per-attack pooled metrics, with bootstrap-over-targets intervals, are in each run's record."]
-    lines += _beside_notes(entries, beside)
-    lines += _utility_notes(entries, util)
-    return "\n".join(lines) + "\n"
-
-
 def render_suite(entries: list[dict[str, Any]]) -> str:
     if int(entries[0]["suite_version"]) >= 2:
+        from mia_bench.report.pages import render_suite_v2
+
         return render_suite_v2(entries)
     entries, beside = select_ranked(entries)
     suite, version = entries[0]["suite"], entries[0]["suite_version"]
@@ -281,12 +259,13 @@ def _beside_notes(ranked: list[dict[str, Any]], beside: list[dict[str, Any]]) ->
     """Which config of a defense the table ranks when its entries hold several (a locally edited suite YAML)."""
     if not beside:
         return []
-    chosen = {e["defense"]: e for e in ranked}
+    chosen = {(e["defense"], point_name(e)): e for e in ranked}
     lines = ["", "**Several configs:** the table ranks, per defense, the config with the most seeds; the others "
                  "are kept in the entries, not ranked:"]
-    for e in sorted(beside, key=lambda e: (e["defense"], e["config_digest"])):
-        c = chosen[e["defense"]]
-        lines.append(f"- `{e['defense']}`: ranked `{c['config_digest'][:12]}` ({len(c['seeds'])} seeds); "
+    for e in sorted(beside, key=lambda e: (e["defense"], point_name(e), e["config_digest"])):
+        c = chosen[(e["defense"], point_name(e))]
+        at = f"@{point_name(e)}" if point_name(e) else ""
+        lines.append(f"- `{e['defense']}{at}`: ranked `{c['config_digest'][:12]}` ({len(c['seeds'])} seeds); "
                      f"kept `{e['config_digest'][:12]}` ({len(e['seeds'])} seed{'s' if len(e['seeds']) != 1 else ''})")
     return lines
 
@@ -404,16 +383,41 @@ def render(entries: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
-def write_leaderboard(entries_dir: Path, out_md: Path) -> str:
-    entries = load_entries(entries_dir)
-    text = render(entries)
-    atomic_write_text(out_md, text)
+def pages(entries: list[dict[str, Any]]) -> dict[str, str]:
+    """Every page the entries give: LEADERBOARD.md and, per protocol-v2 suite, its detail page (file name
+    -> text); a pure function of the entries."""
+    from mia_bench.report.pages import detail_name, render_detail
+
+    out = {"LEADERBOARD.md": render(entries)}
+    for (suite, version), group in sorted(_by_suite(entries).items()):
+        if version >= 2:
+            out[detail_name(suite, version)] = render_detail(group)
+    return out
+
+
+def _by_suite(entries: list[dict[str, Any]]) -> dict[tuple[str, int], list[dict[str, Any]]]:
     by_suite: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
     for e in entries:
-        by_suite[(e["suite"], e["suite_version"])].append(e)
-    for key in sorted(by_suite):
-        write_tradeoff_plot(by_suite[key], Path(out_md).parent)
-    return text
+        by_suite[(e["suite"], int(e["suite_version"]))].append(e)
+    return by_suite
+
+
+def write_leaderboard(entries_dir: Path, out_md: Path) -> list[Path]:
+    """Write the pages (LEADERBOARD.md as `out_md`, detail pages beside it) and the figures (protocol v2: a
+    frontier per threat model; v1: the privacy-utility plot); returns the figures written."""
+    from mia_bench.report.frontier import write_frontiers
+
+    entries = load_entries(entries_dir)
+    folder = Path(out_md).parent
+    for name, text in pages(entries).items():
+        atomic_write_text(out_md if name == "LEADERBOARD.md" else folder / name, text)
+    figures = []
+    for (_, version), group in sorted(_by_suite(entries).items()):
+        if version >= 2:
+            figures += write_frontiers(group, folder)
+        elif (plot := write_tradeoff_plot(group, folder)) is not None:
+            figures.append(plot)
+    return figures
 
 
 def leaderboard_rows(entries: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:

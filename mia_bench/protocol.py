@@ -369,6 +369,7 @@ def run_v2(resolved: ResolvedRun, seed: int, paths: RunPaths, *, results_dir: Pa
         timings={**timings, "targets_cached": float(targets.cached)},
         wall_time_s=round(time.perf_counter() - t_start, 3), created_at=now_iso(),
         wandb_run_id=tracker.run_id if tracker is not None else None, variant=resolved.variant,
+        operating_point=resolved.point_record(),
         design=design.describe(), worst_case=worst,
     )
     write_or_rescue(paths.record, record.write, what="the run's record")

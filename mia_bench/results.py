@@ -91,6 +91,7 @@ class RunRecord:
     variant: str = ""  # "" for an official run; the folder of a run with overrides or a --name
     design: dict[str, Any] = field(default_factory=dict)  # protocol v2: the membership design (data/design.py)
     worst_case: dict[str, Any] = field(default_factory=dict)  # protocol v2: strongest attack per access level
+    operating_point: dict[str, Any] = field(default_factory=dict)  # the defense's sweep point (sweep.py); {}: none
     schema: str = RECORD_SCHEMA
 
     @property

@@ -390,6 +390,7 @@ def _run(resolved: ResolvedRun, seed: int, paths: RunPaths, *, results_dir: Path
         environment=environment(), timings={**timings, "checkpoint_reused": float(reused)},
         wall_time_s=round(time.perf_counter() - t_start, 3), created_at=now_iso(),
         wandb_run_id=tracker.run_id if tracker is not None else None, variant=resolved.variant,
+        operating_point=resolved.point_record(),
     )
     write_or_rescue(paths.record, record.write, what="the run's record")
     if tracker is not None:

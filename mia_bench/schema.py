@@ -101,6 +101,18 @@ class TrackingConfig:
 
 
 @dataclass
+class LeaderboardConfig:
+    """How the leaderboard ranks the suite's defenses (cosmetic for a run: left out of the config digest).
+
+    utility_floor: metric -> factor of the reference defense's best value over its operating points; a point
+    clears the floor when its mean utility is at least factor x that (higher-is-better metrics) or at most
+    factor x that (lower-is-better ones), on every listed metric. Empty: no floor (every point ranks)."""
+
+    reference: str = "none"
+    utility_floor: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
 class RunConfig:
     suite: str = "digits"
     version: int = field(default=1, metadata={"range": (1, 2)})  # protocol version: entries of different versions are never ranked together
@@ -113,6 +125,7 @@ class RunConfig:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     utility: UtilityConfig = field(default_factory=UtilityConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    leaderboard: LeaderboardConfig = field(default_factory=LeaderboardConfig)
     attacks: dict[str, Any] = field(default_factory=dict)  # attack name -> its options (null: defaults; false: off)
     defenses: list[str] = field(default_factory=list)  # what `grid --defenses all` runs
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])

@@ -190,10 +190,15 @@ def _init(mode: WandbMode, kwargs: dict[str, Any]) -> Any:
     return wandb.init(settings=settings, **kwargs)
 
 
+def _at(resolved: Any) -> str:
+    point = getattr(resolved, "point_name", "")
+    return f"@{point}" if point else ""
+
+
 def for_run(mode: str | WandbMode, resolved: Any, seed: int, *, results_dir: Path) -> Tracker:
     """The tracker of one benchmark run: name <suite>/<defense>/seed<k>, grouped by suite and defense."""
     cfg = resolved.config
-    return Tracker.start(mode, results_dir=results_dir, name=f"{cfg.suite}/{resolved.defense_name}/seed{seed}",
+    return Tracker.start(mode, results_dir=results_dir, name=f"{cfg.suite}/{resolved.defense_name}{_at(resolved)}/seed{seed}",
                          group=f"{cfg.suite}/{resolved.defense_name}", job_type="run",
                          config={**resolved.to_dict(), "seed": seed, "overrides": list(resolved.overrides),
                                  "config_digest": resolved.digest()},

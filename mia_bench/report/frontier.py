@@ -1,0 +1,141 @@
+"""Privacy-utility frontier figures of a protocol-v2 suite, one PNG per threat model (a pure function of
+the entries: the same entries give the same bytes).
+
+Every operating point of every defense: worst-case TPR at 1% FPR at the threat model's access level (log
+axis, with its interval) against the suite's first floor metric (with its interval over seeds); one colour
+and marker per defense, the points of a defense joined in knob order, `none`'s early-stopping curve in
+black, the Pareto front of the defenses' points, the utility floor, and the chance line TPR = FPR = 1%.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mia_bench.plots import _pyplot, _save
+from mia_bench.report.pages import frontier_name, utility_metrics
+from mia_bench.report.ranking import LEVELS, Floor, Point, pareto_front, suite_points
+
+TPR1 = "tpr@1%fpr"
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h", "*", "p")
+
+
+@dataclass(frozen=True)
+class Dot:
+    """One point of the figure: utility (mean, half-width) and privacy (mean, interval), as drawn."""
+
+    defense: str
+    name: str
+    control: bool
+    u: float
+    u_hw: float
+    p: float
+    p_lo: float
+    p_hi: float
+
+
+def dots(points: list[Point], level: str, metric: str) -> list[Dot]:
+    out = []
+    for pt in points:
+        u, pr = pt.utility(metric), pt.privacy(level, TPR1)
+        if math.isnan(u.mean) or math.isnan(pr.mean):
+            continue
+        out.append(Dot(pt.defense, pt.name, pt.control, u.mean, u.half_width or 0.0, pr.mean, pr.lo, pr.hi))
+    return out
+
+
+def _styles(defenses: list[str]) -> dict[str, dict[str, Any]]:
+    """A fixed colour and marker per defense (same in every figure of the suite); `none` in black."""
+    plt = _pyplot()
+    cmap = plt.get_cmap("tab10")
+    others = [d for d in defenses if d != "none"]
+    out = {d: {"color": cmap(i % 10), "marker": MARKERS[i % len(MARKERS)]} for i, d in enumerate(others)}
+    out["none"] = {"color": "black", "marker": "o"}
+    return out
+
+
+def draw(ax: Any, ds: list[Dot], floor: Floor, metric: str, styles: dict[str, dict[str, Any]]) -> float:
+    """Draw the dots on `ax`; returns the lowest y drawn (zeros are drawn there, on the log axis)."""
+    positive = [v for d in ds for v in (d.p, d.p_lo) if v > 0]
+    y_min = min([*positive, 1e-2]) / 2
+    clip = lambda v: max(v, y_min)  # noqa: E731
+    for defense in sorted({d.defense for d in ds}):
+        mine = [d for d in ds if d.defense == defense]
+        st = {"color": "0.45", "marker": "x" if "memor" in defense else "+"} if mine[0].control else styles[defense]
+        label = "none (early stopping)" if defense == "none" else defense + (" (control)" if mine[0].control else "")
+        ys = [clip(d.p) for d in mine]
+        ax.errorbar([d.u for d in mine], ys, xerr=[d.u_hw for d in mine],
+                    yerr=[[y - clip(d.p_lo) for y, d in zip(ys, mine, strict=True)],
+                          [clip(d.p_hi) - y for y, d in zip(ys, mine, strict=True)]],
+                    color=st["color"], marker=st["marker"], ms=6 if defense != "none" else 7,
+                    lw=2.2 if defense == "none" else 1.2, ls="-" if len(mine) > 1 else "none", capsize=2,
+                    elinewidth=0.8, alpha=0.95, label=label, zorder=4 if defense == "none" else 3)
+        for d, y in zip(mine, ys, strict=True):
+            if d.name:
+                ax.annotate(d.name, (d.u, y), xytext=(4, 3), textcoords="offset points", fontsize=6.5,
+                            color=st["color"])
+    defended = [d for d in ds if not d.control]
+    front = pareto_front([d.u for d in defended], [d.p for d in defended],
+                         higher_utility=floor.higher.get(metric, True))
+    if front:
+        # the staircase of the best privacy attainable at each utility or better
+        ax.plot([defended[i].u for i in front], [clip(defended[i].p) for i in front], color="tab:red", lw=4,
+                alpha=0.22, drawstyle="steps-pre" if floor.higher.get(metric, True) else "steps-post", zorder=1,
+                label="Pareto front")
+    return y_min
+
+
+def _decorate(ax: Any, floor: Floor, metric: str, y_min: float) -> None:
+    ax.set_yscale("log")
+    ax.axhline(0.01, color="0.4", lw=0.8, ls=":", zorder=0)
+    ax.annotate("chance: TPR = FPR = 1%", (1, 0.01), xycoords=("axes fraction", "data"), xytext=(-3, 3),
+                textcoords="offset points", fontsize=7, color="0.35", ha="right")
+    if metric in floor.factors and floor.complete:
+        t = floor.threshold(metric)
+        ax.axvline(t, color="0.3", lw=0.9, ls="--", zorder=0)
+        lo, hi = ax.get_xlim()
+        below = (lo, t) if floor.higher[metric] else (t, hi)
+        ax.axvspan(*below, color="0.85", alpha=0.5, zorder=0, lw=0)
+        ax.set_xlim(lo, hi)
+        ax.annotate(f"utility floor: {floor.factors[metric]:g} × {floor.reference}'s best", (t, 0.03),
+                    xycoords=("data", "axes fraction"), xytext=(-3, 0), textcoords="offset points", fontsize=7,
+                    color="0.3", rotation=90, ha="right", va="bottom")
+    ax.set_ylim(y_min / 1.5, 1.5)
+    ax.grid(alpha=0.25, which="both", lw=0.5)
+
+
+def frontier_png(path: Path, points: list[Point], level: str, *, title: str) -> Path | None:
+    """The figure of one threat model (None when no point has both utility and privacy at that level)."""
+    floor = Floor.of(points)
+    util = utility_metrics(points, floor)
+    if not util:
+        return None
+    metric = util[0]
+    ds = dots(points, level, metric)
+    if not ds:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.2, 4.6), dpi=150)
+    y_min = draw(ax, ds, floor, metric, _styles(sorted({p.defense for p in points})))
+    _decorate(ax, floor, metric, y_min)
+    better = "higher" if floor.higher.get(metric, True) else "lower"
+    ax.set(xlabel=f"{metric.replace('_', ' ')} ({better} is better)",
+           ylabel=f"worst-case TPR at 1% FPR, {level}\n(log; TPR = 0 drawn at the bottom)", title=title)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7.5, frameon=False)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def write_frontiers(entries: list[dict[str, Any]], folder: Path) -> list[Path]:
+    """The suite's three figures in `folder` (frontier_<suite>_v<k>_<level>.png)."""
+    points = suite_points(entries)
+    suite, version = entries[0]["suite"], int(entries[0]["suite_version"])
+    out = []
+    for level in LEVELS:
+        path = frontier_png(Path(folder) / frontier_name(suite, version, level), points, level,
+                            title=f"{suite} (protocol v{version}) · threat model: {level}")
+        if path is not None:
+            out.append(path)
+    return out

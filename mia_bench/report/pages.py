@@ -1,0 +1,160 @@
+"""The pages of a protocol-v2 suite, pure functions of its entries: its section of LEADERBOARD.md (three
+ranked tables of at most 10 columns, one per threat model, with the frontier figures) and
+leaderboard/<suite>.md (the per-attack detail of every defense at every operating point)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from mia_bench import leaderboard as lb
+from mia_bench.report.ranking import LEVELS, Floor, LevelTable, Point, rank_level, suite_points
+
+LEVEL_TEXT = {"samples": "the released synthetic samples", "generator": "the generator (queried at will)",
+              "white_box": "the generator and its discriminator(s)"}
+SHORT = {"downstream_accuracy": "acc", "fid_classifier": "FID(clf)", "fid_inception": "FID", "dwp_mae": "DWP",
+         "dwpre_mae": "DWpre"}
+TPR1, TPR01 = "tpr@1%fpr", "tpr@0.1%fpr"
+
+
+def detail_name(suite: str, version: int) -> str:
+    return f"{suite}.md" if int(version) == 2 else f"{suite}_v{version}.md"
+
+
+def frontier_name(suite: str, version: int, level: str) -> str:
+    return f"frontier_{suite}_v{version}_{level}.png"
+
+
+def utility_metrics(points: list[Point], floor: Floor) -> list[str]:
+    """The columns of utility: the floor's metrics (at most two), else the suite's main metric."""
+    if floor.factors:
+        return list(floor.factors)[:2]
+    main = lb.main_utility([p.entry for p in points])
+    return [main] if main else []
+
+
+def _util_cell(p: Point, metric: str) -> str:
+    text = lb.utility_stat(p.entry, metric).fmt(2 if metric.startswith("fid") else 3)
+    return text + (" †" if metric == "downstream_accuracy" and lb._classifier_labelled(p.entry) and text != "–" else "")
+
+
+def _pair(p: Point, level: str, metric: str, *, ci: bool) -> str:
+    pop, can = p.privacy(level, metric), p.privacy(level, metric, canaries=True)
+    left = pop.fmt() if ci else ("–" if math.isnan(pop.mean) else f"{pop.mean:.3f}")
+    return f"{left} / {'–' if math.isnan(can.mean) else f'{can.mean:.3f}'}"
+
+
+def _labels(p: Point) -> str:
+    return ", ".join(f"*{lab}*" for lab in p.labels)
+
+
+def level_table(table: LevelTable, util: list[str]) -> list[str]:
+    arrows = [f"{SHORT.get(m, m)} {'↑' if _hib(table, m) else '↓'}" for m in util]
+    head = ["Rank", "Defense", "Labels", "Op", "ε (δ)", "TPR@1% pop / canaries ↓", "TPR@0.1% pop / can. ↓",
+            "AUC ↓", *arrows]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in table.rows:
+        p = row.point
+        rank = "–" if row.rank is None else f"{row.rank}{'=' if row.tied else ''}"
+        cells = [rank, f"`{p.defense}`", _labels(p), f"`{p.name}`" if p.name else "–", lb.epsilon_cell(p.entry),
+                 _pair(p, table.level, TPR1, ci=True), _pair(p, table.level, TPR01, ci=False),
+                 p.privacy(table.level, "auc").fmt().split(" [")[0], *(_util_cell(p, m) for m in util)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _hib(table: LevelTable, metric: str) -> bool:
+    points = [r.point for r in table.rows] + table.below
+    return next((h for p in points if (h := p.higher_is_better(metric)) is not None), True)
+
+
+def below_floor(table: LevelTable, util: list[str]) -> list[str]:
+    if not table.below:
+        return []
+    items = [f"`{p.defense}` (best utility at `{p.name or '–'}`: "
+             + ", ".join(f"{m} {lb.utility_stat(p.entry, m).fmt(2 if m.startswith('fid') else 3)}" for m in util)
+             + ")" for p in table.below]
+    return ["", "**Not ranked: below the utility floor:** " + "; ".join(items) + "."]
+
+
+def floor_text(floor: Floor) -> str:
+    if not floor.factors:
+        return "The suite sets no utility floor: every operating point competes."
+    if not floor.complete:
+        return (f"**Nothing is ranked:** the utility floor is relative to `{floor.reference}`'s best operating point "
+                f"and `{floor.reference}` has no utility for {', '.join(m for m in floor.factors if m not in floor.best)}"
+                f"; run `make bench DEFENSE={floor.reference} SWEEP=1`.")
+    rules = [f"{m} {'≥' if floor.higher[m] else '≤'} {floor.factors[m]:g} × {floor.best[m]:.3g} = "
+             f"{floor.threshold(m):.3g}" for m in floor.factors]
+    return (f"Utility floor, relative to `{floor.reference}`'s best operating point (mean over seeds): "
+            + "; ".join(rules) + ".")
+
+
+def render_suite_v2(entries: list[dict[str, Any]]) -> str:
+    """The suite's section of LEADERBOARD.md."""
+    points = suite_points(entries)
+    floor = Floor.of(points)
+    util = utility_metrics(points, floor)
+    suite, version = entries[0]["suite"], int(entries[0]["suite_version"])
+    design = next(iter(points[0].entry["seeds"].values())).get("design") or {}
+    lines = [f"## Suite `{suite}` (protocol version {version})", "",
+             f"{design.get('targets')} targets per seed, {design.get('population')}-record population with "
+             f"{design.get('canaries')} canaries; scores of all records under all targets pooled into one ROC "
+             "per attack. For each threat model, each defense at its most private operating point that clears "
+             "the utility floor, ranked by the worst case over the attacks that access allows (pooled TPR at 1% "
+             "FPR, then at 0.1%, then AUC; lower is more private). " + floor_text(floor), ""]
+    for level in LEVELS:
+        table = rank_level(points, floor, level)
+        lines += [f"### Threat model `{level}`: the attacker has {LEVEL_TEXT[level]}", ""]
+        lines += level_table(table, util) + below_floor(table, util)
+        lines += ["", f"![privacy-utility frontier, {level}]({frontier_name(suite, version, level)})", ""]
+    lines += ["Values: mean over seeds; [interval]: 95% t-interval over seeds, or with one seed the bootstrap over "
+              "targets; `=`: the row's TPR@1% interval overlaps the row above's, so they share a rank. Controls "
+              "(–) are never ranked. Per-attack detail of every defense at every operating point: "
+              f"[{detail_name(suite, version)}]({detail_name(suite, version)})."]
+    lines += ["", "Utility is measured on the releases of the first targets against the design's hold-out (records no "
+              "target saw); `fid_classifier` is FID on an evaluator classifier's features, not comparable to "
+              "Inception FID."]
+    if any(lb._classifier_labelled(p.entry) for p in points):
+        lines.append("† downstream accuracy of an unconditional model: its samples were labelled by the evaluator.")
+    return "\n".join(lines) + "\n"
+
+
+def _attack_stat(e: dict[str, Any], attack: str, metric: str, *, canaries: bool = False) -> str:
+    vals = [(a.get("canaries") or {}).get(metric) if canaries else a.get(metric)
+            for s in e["seeds"].values() if (a := s["attacks"].get(attack))]
+    return lb.Stat.of([v for v in vals if v is not None]).fmt()
+
+
+def point_detail(p: Point, util: list[str]) -> list[str]:
+    op = p.entry.get("operating_point") or {}
+    settings = ", ".join(f"{k}={v}" for k, v in (op.get("settings") or {}).items()) or "the defense's own settings"
+    u = ", ".join(f"{m} {lb.utility_stat(p.entry, m).fmt(3)}" for m in util)
+    lines = [f"### `{p.defense}` at `{p.name or '–'}`", "",
+             f"{settings}; {len(p.entry['seeds'])} seed(s); ε (δ) {lb.epsilon_cell(p.entry)}; {u or 'no utility'}."
+             + (f" Labels: {_labels(p)}." if p.labels else ""), "",
+             "| attack | access | AUC | TPR@1% | TPR@0.1% | canaries AUC | canaries TPR@1% | canaries TPR@0.1% |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, a in sorted(p.entry["attacks"].items()):
+        lines.append(f"| `{name}` | {a['access']} | " + " | ".join(
+            [_attack_stat(p.entry, name, m) for m in ("auc", TPR1, TPR01)]
+            + [_attack_stat(p.entry, name, m, canaries=True) for m in ("auc", TPR1, TPR01)]) + " |")
+    return lines + [""]
+
+
+def render_detail(entries: list[dict[str, Any]]) -> str:
+    """leaderboard/<suite>.md: every (defense, operating point), knob order, its attacks one per row."""
+    points = suite_points(entries)
+    util = utility_metrics(points, Floor.of(points))
+    suite, version = entries[0]["suite"], int(entries[0]["suite_version"])
+    lines = [f"# `{suite}` (protocol version {version}): every defense at every operating point", "",
+             "Generated by `mia-bench leaderboard` from `leaderboard/entries/`; do not edit by hand. Ranked tables: "
+             "[LEADERBOARD.md](LEADERBOARD.md). Values: pooled over targets, mean ± 95% t-interval over seeds; "
+             "lower AUC / TPR is more private.", ""]
+    for defense in sorted({p.defense for p in points}):
+        mine = [p for p in points if p.defense == defense]
+        knob = (mine[0].entry.get("operating_point") or {}).get("knob")
+        lines += [f"## `{defense}`" + (f" (knob: {knob}; points from the weakest privacy)" if knob else ""), ""]
+        for p in mine:
+            lines += point_detail(p, util)
+    return "\n".join(lines)

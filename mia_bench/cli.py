@@ -263,7 +263,8 @@ def precheck(args: argparse.Namespace) -> None:
     else:
         defenses = list(args.defenses)
     for defense in defenses:
-        sweep = args.command == "grid" and defense_sweep(defense, args.config_dir) is not None
+        sweep = (args.command == "grid" and args.points == "all"
+                 and defense_sweep(defense, args.config_dir) is not None)
         for point in points_to_run(defense, args.config_dir, sweep=sweep, ops=None):
             load_run(suite=args.suite, defense=defense, overrides=_overrides(args), config_dir=args.config_dir,
                      schemas=ManifestSchemas(), operating_point=point)

@@ -52,13 +52,14 @@ class ResolvedRun:
 
     @property
     def variant(self) -> str:
-        """The run's folder below its defense's: "" for an official run without a sweep, `op-<point>` for an
-        official run at an operating point, else `name` or `ovr-<digest[:12]>` (with `@<point>` at a point)."""
+        """The run's folder below its defense's: "" for an official run (at the default operating point),
+        `op-<point>` at another point; else `name` or `ovr-<digest[:12]>` (with `@<point>` at a point other than
+        the default)."""
         base = self.name or (f"ovr-{self.digest()[:12]}" if self.overrides else "")
-        op = self.operating_point.name if self.operating_point else ""
-        if not op:
+        op = self.operating_point
+        if op is None or op.is_default:
             return base
-        return f"{base}@{op}" if base else f"op-{op}"
+        return f"{base}@{op.name}" if base else f"op-{op.name}"
 
     @property
     def point_name(self) -> str:

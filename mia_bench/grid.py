@@ -34,7 +34,7 @@ from mia_bench.results import RunPaths, RunRecord
 @dataclass(frozen=True)
 class Cell:
     """One run of the grid: suite x defense x operating point x seed, with the grid's overrides.
-    operating_point: a point of the defense's sweep ("" for a defense without one)."""
+    operating_point: a point of the defense's sweep ("": its default point, or a defense without one)."""
 
     suite: str
     defense: str
@@ -86,9 +86,9 @@ def suite_defenses(suite: str, config_dir: Path | None = None) -> list[str]:
 
 
 def plan(*, suite: str, defenses: list[str], seeds: list[int], overrides: list[str], results_dir: Path,
-         config_dir: Path | None = None) -> tuple[list[Cell], list[Cell]]:
-    """(cells to run, cells already finished): every defense at every operating point of its sweep, at
-    every seed. Every cell's config is resolved here, so a typo fails the whole grid before anything is
+         config_dir: Path | None = None, points: str = "all") -> tuple[list[Cell], list[Cell]]:
+    """(cells to run, cells already finished): every defense at every operating point of its sweep
+    (`points="all"`; "default": its default point only), at every seed. Every cell's config is resolved here, so a typo fails the whole grid before anything is
     submitted."""
     from mia_bench.defenses import DEFENSES
 
@@ -99,7 +99,8 @@ def plan(*, suite: str, defenses: list[str], seeds: list[int], overrides: list[s
     done: list[Cell] = []
     for defense in dict.fromkeys(names):
         sweep = defense_sweep(defense, config_dir)
-        for point in (sweep.names() if sweep else [""]):
+        every = sweep is not None and points == "all"  # the default point's cell is named without it
+        for point in ([("" if p.is_default else p.name) for p in sweep.points] if every else [""]):
             for seed in dict.fromkeys(seeds):
                 cell = Cell(suite, defense, seed, tuple(overrides), str(config_dir) if config_dir else None, point)
                 (done if finished(cell, results_dir) else todo).append(cell)

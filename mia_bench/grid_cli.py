@@ -34,6 +34,8 @@ def add_grid_parser(sub: Any, *, results: Path, leaderboard: Path, wandb_modes: 
                                "finished cells")
     grid.add_argument("--suite", default="digits")
     grid.add_argument("--defenses", nargs="+", default=["all"], help="'all' (the suite's defenses list) or names")
+    grid.add_argument("--points", choices=("all", "default"), default="all",
+                      help="operating points per defense: every point of its sweep (default) or its default one")
     grid.add_argument("--seeds", type=seed_value, nargs="+", default=None, help="default: the suite's seeds")
     grid.add_argument("--executor", choices=("local", "slurm"), default="local")
     grid.add_argument("--parallel", type=positive_int, default=os.cpu_count() or 1,
@@ -62,7 +64,7 @@ def cmd_grid(args: argparse.Namespace, console: Console) -> int:
     base = load_run(suite=args.suite, defense=defenses[0], overrides=args.overrides, config_dir=args.config_dir)
     seeds = args.seeds if args.seeds is not None else list(base.config.seeds)
     todo, done = plan(suite=args.suite, defenses=defenses, seeds=seeds, overrides=args.overrides,
-                      results_dir=args.results_dir, config_dir=args.config_dir)
+                      results_dir=args.results_dir, config_dir=args.config_dir, points=args.points)
     slurm = {k: v for k in ("partition", "gpus_per_node", "cpus_per_task", "mem_gb", "timeout_min", "nodes",
                             "account", "qos", "constraint") if (v := getattr(args, k)) is not None}
     trainer = base.config.trainer

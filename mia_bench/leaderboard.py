@@ -112,16 +112,16 @@ def _record_key(r: RunRecord) -> tuple[int, str, str]:
 
 
 def entry_path(entries_dir: Path, suite: str, defense: str, suite_version: int, config_digest: str,
-               operating_point: str = "") -> Path:
+               operating_point: str = "", *, default_point: bool = True) -> Path:
     """Where the entry of (suite, defense, version, config digest, operating point) lives: the existing file
-    holding it, else `<defense>.json` (`<defense>@<point>.json` at an operating point) when free, else that
-    name with `@<digest[:12]>` added (never over another entry)."""
+    holding it, else `<defense>.json` (`<defense>@<point>.json` at a point other than the defense's default)
+    when free, else that name with `@<digest[:12]>` added (never over another entry)."""
     folder = Path(entries_dir) / suite
     for path in sorted(folder.glob(f"{defense}.json")) + sorted(folder.glob(f"{defense}@*.json")):
         e = _read_entry(path)
         if e["defense"] == defense and _entry_key(e) == (int(suite_version), config_digest, operating_point):
             return path
-    stem = f"{defense}@{operating_point}" if operating_point else defense
+    stem = f"{defense}@{operating_point}" if operating_point and not default_point else defense
     plain = folder / f"{stem}.json"
     return plain if not plain.exists() else folder / f"{stem}@{config_digest[:12]}.json"
 
@@ -135,7 +135,8 @@ def update_entries(records: Iterable[RunRecord], entries_dir: Path) -> list[Path
             groups[(r.suite, r.defense, *_record_key(r))].append(r)
     written = []
     for (suite, defense, version, digest, point), recs in sorted(groups.items()):
-        path = entry_path(entries_dir, suite, defense, version, digest, point)
+        default = bool((recs[0].operating_point or {}).get("default", True))
+        path = entry_path(entries_dir, suite, defense, version, digest, point, default_point=default)
         existing = _read_entry(path) if path.exists() else None
         atomic_write_json(path, build_entry(recs, existing))
         written.append(path)

@@ -20,7 +20,7 @@ from mia_bench.errors import UnknownNameError
 from mia_bench.schema import field_range
 
 PATH = Path(__file__).with_name("components.json")
-_SOURCES = ("attacks", "data", "defenses", "metrics", "nets", "schema.py", "config.py", "registry.py")
+_SOURCES = ("attacks", "data", "defenses", "metrics", "nets", "schema.py", "config.py", "sweep.py", "registry.py")
 
 
 def sources_digest() -> str:

@@ -13,14 +13,16 @@ A defense's YAML (benchmarks/defenses/<defense>.yaml) may declare its sweep besi
 A point is a named set of config settings (dotted keys, as overrides) applied between the defense's YAML
 and the command line's overrides; `budget: f` is the one relative setting: trainer.max_steps times f (after
 the overrides), the early-stopping knob of `none`, sized by whatever budget the suite or command gives.
-A run at a point is official (the point is the defense's own setting, not an override): its folder is
-`op-<name>` and its leaderboard entry `<defense>@<name>.json`, so two points never share either.
+A run at a point is official (the point is the defense's own setting, not an override). At the default
+point it keeps the defense's plain folder (results/<suite>/<defense>/seed<k>) and entry (<defense>.json),
+so `make bench DEFENSE=megan` stays where it was; any other point lives in `op-<name>` and its entry in
+`<defense>@<name>.json` (with overrides: `ovr-<digest>@<name>`), so two points never share either.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from mia_bench.errors import ConfigError
@@ -38,6 +40,7 @@ class OperatingPoint:
     index: int
     knob: str
     settings: dict[str, Any] = field(default_factory=dict)
+    is_default: bool = False  # the defense's default point: its runs keep the defense's plain folder and entry
 
     def layer(self) -> dict[str, Any]:
         """The point's absolute settings as a nested mapping (a config layer)."""
@@ -58,7 +61,8 @@ class OperatingPoint:
         return max_steps if frac is None else max(1, round(float(frac) * max_steps))
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "index": self.index, "knob": self.knob, "settings": dict(self.settings)}
+        return {"name": self.name, "index": self.index, "knob": self.knob, "settings": dict(self.settings),
+                "default": self.is_default}
 
 
 @dataclass(frozen=True)
@@ -103,9 +107,10 @@ def parse(defense: str, node: Any, where: str) -> Sweep:
     if len(points) < 3:
         raise ConfigError(f"{where}: `{SECTION}` lists {len(points)} point(s); a sweep needs at least 3, from weak "
                           "to strong privacy")
-    sweep = Sweep(defense=defense, knob=knob, default=str(node.get("default") or points[0].name), points=tuple(points))
-    sweep.pick(sweep.default)  # the default must be one of the points
-    return sweep
+    default = str(node.get("default") or points[0].name)
+    Sweep(defense=defense, knob=knob, default=default, points=tuple(points)).pick(default)  # must be a point
+    points = [replace(p, is_default=p.name == default) for p in points]
+    return Sweep(defense=defense, knob=knob, default=default, points=tuple(points))
 
 
 def _check_point(name: str, settings: dict[str, Any], where: str) -> None:

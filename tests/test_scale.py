@@ -138,16 +138,18 @@ def test_submitit_local_executor_runs_a_two_cell_grid(tmp_path):
     outcomes = execute(cells, GridOptions(results_dir=tmp_path, parallel=2, wandb="off"), Console(file=out))
     assert [o.status for o in outcomes] == ["done", "done"], out.getvalue()
     assert sorted(_records(tmp_path)) == ["digits_v1/memorizer/seed0/record.json", "digits_v1/none/seed0/record.json"]
-    todo, done = plan(suite="digits_v1", defenses=["memorizer", "none"], seeds=[0], overrides=TINY, results_dir=tmp_path)
+    todo, done = plan(suite="digits_v1", defenses=["memorizer", "none"], seeds=[0], overrides=TINY, results_dir=tmp_path,
+                      points="default")
     assert todo == [] and len(done) == 2
     todo, _ = plan(suite="digits_v1", defenses=["none"], seeds=[0], overrides=[*TINY, "trainer.max_steps=31"],
-                   results_dir=tmp_path)
+                   results_dir=tmp_path, points="default")
     assert len(todo) == 1, "a record of another config does not count as finished"
 
 
 def test_a_failing_cell_is_reported_and_leaves_the_others_intact(tmp_path, capsys):
     r, lb = tmp_path / "r", tmp_path / "lb"
-    code = main(["grid", "--suite", "digits_v1", "--defenses", "memorizer", "none", "--seeds", "0", "--parallel", "2", "--wandb", "off",
+    code = main(["grid", "--suite", "digits_v1", "--defenses", "memorizer", "none", "--points", "default", "--seeds", "0",
+                 "--parallel", "2", "--wandb", "off",
                  "--results-dir", str(r), "--leaderboard-dir", str(lb), *TINY, "trainer.batch_size=400"])
     captured = capsys.readouterr()
     out, err = captured.out.replace("\n", ""), captured.err.replace("\n", "")
@@ -173,7 +175,8 @@ def _alive_with(marker: str) -> list[int]:
 
 def test_grid_killed_by_sigterm_then_rerun_finishes_every_cell_once(tmp_path):
     r, lb = tmp_path / "r", tmp_path / "lb"
-    argv = [sys.executable, "-m", "mia_bench", "grid", "--suite", "digits_v1", "--defenses", "memorizer", "none", "--seeds", "0",
+    argv = [sys.executable, "-m", "mia_bench", "grid", "--suite", "digits_v1", "--defenses", "memorizer", "none",
+            "--points", "default", "--seeds", "0",
             "--wandb", "off", "--results-dir", str(r), "--leaderboard-dir", str(lb), *TINY]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     grid = subprocess.Popen([*argv, "--parallel", "1"], cwd=REPO, env=env, stdout=subprocess.PIPE,

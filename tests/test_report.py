@@ -1,0 +1,163 @@
+"""The v2 leaderboard: matched-utility ranking per threat model, ties, the Pareto front, and pages and
+figures that are pure functions of the entries (synthetic entries: no training)."""
+
+from __future__ import annotations
+
+import copy
+import random
+from pathlib import Path
+
+from hypothesis import given
+from hypothesis import strategies as st
+from v2_entries import LEVELS, suite_entries, sweep, v2_entry
+
+from mia_bench import leaderboard as lb
+from mia_bench.report.frontier import write_frontiers
+from mia_bench.report.ranking import Floor, Interval, assign_ranks, pareto_front, rank_level, suite_points
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _tables(entries):
+    points = suite_points(entries)
+    floor = Floor.of(points)
+    return {level: rank_level(points, floor, level) for level in LEVELS}
+
+
+def _ranked(table):
+    return [(r.point.defense, r.point.name) for r in table.rows if r.rank is not None]
+
+
+def test_a_collapsed_model_is_never_ranked_even_with_the_lowest_attack_success():
+    entries = suite_entries()  # dpgan releases noise: accuracy at chance, FID in the hundreds, TPR 0
+    for level, table in _tables(entries).items():
+        assert "dpgan" not in [d for d, _ in _ranked(table)], level
+        assert [p.defense for p in table.below] == ["dpgan"]
+        assert table.below[0].name == "nm0.1", "listed with its best utility"
+    text = lb.render(entries)
+    assert text.count("**Not ranked: below the utility floor:** `dpgan` (best utility at `nm0.1`") == 3
+
+
+def test_nothing_ranks_without_the_reference_defense():
+    entries = [e for e in suite_entries() if e["defense"] != "none"]
+    assert all(not _ranked(t) for t in _tables(entries).values())
+    assert "**Nothing is ranked:** the utility floor is relative to `none`" in lb.render(entries)
+
+
+def test_each_defense_ranks_at_its_most_private_point_above_the_floor():
+    # floor: accuracy >= 0.9 x 0.80 = 0.72 and FID <= 2 x 20 = 40 (none's best point, `full`)
+    table = _tables(suite_entries())["white_box"]
+    assert _ranked(table) == [("mixup", "a4"), ("megan", "lh1"), ("none", "half")]
+    assert [r.point.defense for r in table.rows if r.rank is None] == ["independent", "memorizer"]
+
+
+def test_controls_are_labelled_rows_never_ranked():
+    text = lb.render(suite_entries())
+    assert text.count("| – | `memorizer` | *control* | – |") == 3
+    assert text.count("| – | `independent` | *control* | – |") == 3
+    assert "*reconstructed*" in text.split("### Threat model `samples`")[1].split("![")[0]
+
+
+def _single(defense, tpr, half_width):
+    return v2_entry(defense, "p", 0, tpr=(tpr,), ci=half_width, levels=(1.0, 1.0, 1.0))
+
+
+def test_rows_whose_intervals_overlap_the_row_above_share_its_rank_and_are_marked():
+    entries = [*sweep("none", [("full", 0.5, 0.8, 20), ("half", 0.45, 0.8, 20), ("quarter", 0.44, 0.8, 20)]),
+               _single("a", 0.10, 0.02), _single("b", 0.11, 0.02), _single("c", 0.20, 0.02)]
+    table = _tables(entries)["white_box"]
+    ranked = [r for r in table.rows if r.rank is not None]
+    assert [(r.point.defense, r.rank, r.tied) for r in ranked[:3]] == [("a", 1, True), ("b", 1, True), ("c", 3, False)]
+    text = lb.render(entries)
+    assert "| 1= | `a` |" in text and "| 1= | `b` |" in text and "| 3 | `c` |" in text
+
+
+def test_rows_apart_get_their_own_rank_without_a_mark():
+    entries = [*sweep("none", [("full", 0.5, 0.8, 20), ("half", 0.45, 0.8, 20), ("quarter", 0.44, 0.8, 20)]),
+               _single("a", 0.10, 0.001), _single("b", 0.11, 0.001)]
+    ranked = [r for r in _tables(entries)["white_box"].rows if r.rank is not None]
+    assert [(r.point.defense, r.rank, r.tied) for r in ranked][:2] == [("a", 1, False), ("b", 2, False)]
+
+
+intervals = st.lists(st.tuples(st.floats(0, 1), st.floats(0, 0.2)), min_size=1, max_size=12).map(
+    lambda xs: [Interval(m, max(0.0, m - h), min(1.0, m + h), 2) for m, h in sorted(xs)])
+
+
+@given(intervals)
+def test_a_rank_is_shared_exactly_when_the_interval_overlaps_the_row_above(ivs):
+    ranks = assign_ranks(ivs)
+    assert ranks[0] == 1
+    for i in range(1, len(ivs)):
+        assert (ranks[i] == ranks[i - 1]) == ivs[i].overlaps(ivs[i - 1])
+        assert ranks[i] in (ranks[i - 1], i + 1)
+
+
+points = st.lists(st.tuples(st.integers(0, 6), st.integers(0, 6)), min_size=1, max_size=15)
+
+
+def _dominates(a, b):
+    return a[0] >= b[0] and a[1] <= b[1] and a != b
+
+
+@given(points, st.booleans())
+def test_the_frontier_is_exactly_the_set_of_non_dominated_points(pts, higher):
+    u = [float(x if higher else -x) for x, _ in pts]
+    front = set(pareto_front([float(x) for x, _ in pts], [float(p) for _, p in pts], higher_utility=higher))
+    oriented = [(ui, float(p)) for ui, (_, p) in zip(u, pts, strict=True)]
+    for i, a in enumerate(oriented):  # on the front: nothing dominates it; off it: a front point does
+        if i in front:
+            assert not any(_dominates(b, a) for b in oriented)
+        else:
+            assert any(_dominates(oriented[j], a) for j in front)
+
+
+@given(points, st.randoms(use_true_random=False))
+def test_the_frontier_does_not_depend_on_the_order_of_the_points(pts, rnd):
+    shuffled = list(pts)
+    rnd.shuffle(shuffled)
+    front = {pts[i] for i in pareto_front([float(x) for x, _ in pts], [float(p) for _, p in pts])}
+    again = {shuffled[i] for i in pareto_front([float(x) for x, _ in shuffled], [float(p) for _, p in shuffled])}
+    assert front == again
+
+
+def test_pages_and_figures_are_a_pure_function_of_the_entries(tmp_path):
+    entries = suite_entries()
+    before = copy.deepcopy(entries)
+    shuffled = copy.deepcopy(entries)
+    random.Random(3).shuffle(shuffled)
+    assert lb.pages(entries) == lb.pages(shuffled) and entries == before
+    first = [p.read_bytes() for p in write_frontiers(entries, tmp_path / "a")]
+    again = [p.read_bytes() for p in write_frontiers(shuffled, tmp_path / "b")]
+    assert len(first) == 3 and first == again
+
+
+def test_compact_tables_have_at_most_ten_columns_and_the_detail_page_every_point():
+    pages = lb.pages(suite_entries())
+    heads = [ln for ln in pages["LEADERBOARD.md"].splitlines() if ln.startswith("| Rank")]
+    assert len(heads) == 3 and all(ln.count("|") - 1 <= 10 for ln in heads)
+    detail = pages["s.md"]
+    for e in suite_entries():
+        at = e["operating_point"].get("name") or "–"
+        assert f"### `{e['defense']}` at `{at}`" in detail
+    assert "`a_white_box` | white_box |" in detail and "a_white_box" not in pages["LEADERBOARD.md"]
+
+
+def test_v1_entries_keep_their_own_section_never_mixed_into_v2_rankings():
+    from test_leaderboard import _entry
+
+    v1 = [_entry("none", [0.3, 0.5], [0.9, 0.8]), _entry("megan", [0.777, 0.777], [0.6, 0.6])]
+    for e in v1:
+        e["suite"] = "s"
+    text = lb.render(v1 + suite_entries())
+    v1_part = text.split("## Suite `s` (protocol version 1)")[1].split("## Suite `s` (protocol version 2)")[0]
+    assert v1_part.strip() == lb.render_suite(v1).split("\n", 1)[1].strip()
+    v2_part = text.split("## Suite `s` (protocol version 2)")[1]
+    assert "| `megan` |" in v2_part and "0.777" not in v2_part  # v1 megan's worst case is not in the v2 tables
+    assert "0.777" in v1_part
+
+
+def test_committed_pages_are_generated_from_committed_entries():
+    entries = lb.load_entries(ROOT / "leaderboard" / "entries")
+    for name, text in lb.pages(entries).items():
+        path = ROOT / "leaderboard" / name
+        assert path.is_file() and path.read_text() == text, f"{name} is stale or edited: run `make leaderboard`"

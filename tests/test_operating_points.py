@@ -1,0 +1,116 @@
+"""Operating points: every defense declares a sweep of its privacy knob; each point has its own config,
+run folder and leaderboard entry; `--sweep` runs them all; a bad name stops before any work."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from conftest import quick_config_dir
+from mia_bench.cli import main
+from mia_bench.config import defense_sweep, load_run
+from mia_bench.errors import ConfigError
+from mia_bench.leaderboard import load_entries, update_entries
+from mia_bench.results import RunRecord, find_records
+from mia_bench.schema import CONTROLS
+from mia_bench.sweep import parse
+
+SUITE_DEFENSES = [d for d in load_run(suite="digits", defense="none").config.defenses if d not in CONTROLS]
+
+
+@pytest.mark.parametrize("defense", SUITE_DEFENSES)
+def test_every_defense_sweeps_its_knob_over_distinct_configs(defense: str) -> None:
+    sweep = defense_sweep(defense)
+    assert sweep is not None and len(sweep.points) >= 3 and sweep.default in sweep.names()
+    runs = [load_run(suite="digits", defense=defense, operating_point=name) for name in sweep.names()]
+    assert len({r.digest() for r in runs}) == len(runs), "each point is its own config"
+    assert len({r.variant for r in runs}) == len(runs), "and its own run folder"
+    assert [r.variant for r in runs if r.operating_point.is_default] == [""]  # the default keeps the plain folder
+    assert load_run(suite="digits", defense=defense).point_name == sweep.default
+
+
+def test_the_controls_have_no_sweep() -> None:
+    assert all(defense_sweep(c) is None for c in CONTROLS)
+    with pytest.raises(ConfigError, match="declares no operating points"):
+        load_run(suite="digits", defense="memorizer", operating_point="x")
+
+
+def test_early_stopping_scales_the_suite_budget_after_the_overrides() -> None:
+    steps = {p: load_run(suite="digits", defense="none", operating_point=p).config.trainer.max_steps
+             for p in ("full", "half", "quarter", "eighth")}
+    assert steps == {"full": 4000, "half": 2000, "quarter": 1000, "eighth": 500}
+    quick = load_run(suite="digits", defense="none", operating_point="quarter", overrides=["trainer.max_steps=100"])
+    assert quick.config.trainer.max_steps == 25
+
+
+def test_a_point_sets_the_knob_and_nothing_else() -> None:
+    lo, hi = (load_run(suite="digits", defense="megan", operating_point=p) for p in ("lh0.1", "lh3"))
+    assert (lo.defense_params.lambda_h, hi.defense_params.lambda_h) == (0.1, 3.0)
+    a, b = lo.to_dict(), hi.to_dict()
+    assert {k for k in a["defense"] if a["defense"][k] != b["defense"][k]} == {"lambda_h"}
+
+
+@pytest.mark.parametrize("node, message", [
+    ({"points": {"a": {"defense.x": 1}, "b": {"defense.x": 2}}}, "at least 3"),
+    ({"points": {"a": {"defense.x": 1}, "b": {"defense.x": 1}, "c": {"defense.x": 3}}}, "the same settings"),
+    ({"default": "z", "points": {"a": {"defense.x": 1}, "b": {"defense.x": 2}, "c": {}}}, "no operating point 'z'"),
+    ({"points": {"A b": {}, "b": {"defense.x": 2}, "c": {"defense.x": 3}}}, "start with a lowercase letter"),
+    ({"points": {"a": {"budget": 2}, "b": {"defense.x": 2}, "c": {}}}, "fraction in"),
+])
+def test_a_malformed_sweep_names_the_fix(node: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse("d", node, "d.yaml")
+
+
+def test_a_bad_point_name_stops_with_the_valid_ones_before_torch_is_imported(tmp_path: Path) -> None:
+    argv = ["run", "--suite", "digits", "--defense", "megan", "--op", "lh9", "--results-dir", str(tmp_path / "r")]
+    code = ("import sys; from mia_bench.cli import main; rc = main(sys.argv[1:]); "
+            "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(rc)")
+    proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "COLUMNS": "200"})
+    assert proc.returncode == 2, proc.stderr
+    assert "no operating point 'lh9'" in proc.stderr and "lh0.1, lh1, lh3" in proc.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def _record(point: str, seed: int, *, default: bool, tpr: float = 0.1) -> RunRecord:
+    metrics = {"auc": {"value": 0.6}, "tpr@1%fpr": {"value": tpr}, "tpr@0.1%fpr": {"value": tpr / 2}}
+    return RunRecord(suite="digits", suite_version=2, defense="megan", seed=seed, config={},
+                     config_digest=f"digest-{point}", overrides=[], split_digest="s", split_sizes={},
+                     member_fraction=0.5, attacks={"a": {"access": "samples", "variant": "v", "metrics": metrics}},
+                     environment={}, created_at=f"2026-01-0{seed + 1}T00:00:00+00:00",
+                     operating_point={"name": point, "index": 0, "knob": "k", "settings": {}, "default": default})
+
+
+def test_points_get_their_own_entries_and_merging_one_never_drops_another(tmp_path: Path) -> None:
+    entries = tmp_path / "entries"
+    update_entries([_record("lh1", s, default=True) for s in (0, 1)] + [_record("lh3", 0, default=False)], entries)
+    assert sorted(p.name for p in (entries / "digits").iterdir()) == ["megan.json", "megan@lh3.json"]
+    update_entries([_record("lh3", 1, default=False, tpr=0.3)], entries)  # one more seed of one point
+    by_point = {e["operating_point"]["name"]: e for e in load_entries(entries)}
+    assert sorted(by_point["lh1"]["seeds"]) == ["0", "1"] and sorted(by_point["lh3"]["seeds"]) == ["0", "1"]
+
+
+def test_sweep_runs_every_operating_point_into_its_own_folder_and_entry(tmp_path: Path) -> None:
+    config_dir = quick_config_dir(tmp_path, keep=("ganleaks_fbb",))
+    suite = config_dir / "digits_v1.yaml"
+    OmegaConf.save(OmegaConf.merge(OmegaConf.load(suite), {"utility": {"enabled": False},
+                                                           "trainer": {"max_steps": 40}}), suite)
+    r, lb = tmp_path / "r", tmp_path / "lb"
+    assert main(["run", "--suite", "digits_v1", "--defense", "none", "--sweep", "--results-dir", str(r),
+                 "--config-dir", str(config_dir), "--no-progress", "--wandb", "off"]) == 0
+    records = {RunRecord.read(p).operating_point["name"]: p.parent.parent.name for p in find_records(r)}
+    assert records == {"full": "none", "half": "op-half", "quarter": "op-quarter", "eighth": "op-eighth"}
+    steps = {RunRecord.read(p).operating_point["name"]: RunRecord.read(p).config["trainer"]["max_steps"]
+             for p in find_records(r)}
+    assert steps == {"full": 40, "half": 20, "quarter": 10, "eighth": 5}
+    assert main(["leaderboard", "--results-dir", str(r), "--leaderboard-dir", str(lb)]) == 0
+    names = sorted(p.name for p in (lb / "entries" / "digits_v1").iterdir())
+    assert names == ["none.json", "none@eighth.json", "none@half.json", "none@quarter.json"]
+    assert json.loads((lb / "entries" / "digits_v1" / "none@half.json").read_text())["operating_point"]["name"] == "half"

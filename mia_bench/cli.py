@@ -171,7 +171,7 @@ def cmd_leaderboard(args: argparse.Namespace, console: Console) -> None:
     written = update_entries(records, entries_dir)
     skipped = sum(not r.official for r in records)
     page = args.leaderboard_dir / "LEADERBOARD.md"
-    write_leaderboard(entries_dir, page)
+    figures = write_leaderboard(entries_dir, page)
     entries = load_entries(entries_dir)
     by_suite: dict[tuple[str, int], list[dict]] = defaultdict(list)
     for e in entries:
@@ -182,7 +182,7 @@ def cmd_leaderboard(args: argparse.Namespace, console: Console) -> None:
     if args.wandb != "off":
         from mia_bench.tracking import log_leaderboard
 
-        run_id = log_leaderboard(args.wandb, entries, results_dir=args.results_dir)
+        run_id = log_leaderboard(args.wandb, entries, results_dir=args.results_dir, figures=figures)
         console.print(f"W&B leaderboard run: {run_id or 'not logged'}")
     console.print(f"{len(written)} entr{'y' if len(written) == 1 else 'ies'} updated from {len(records)} record(s)"
                   + (f"; {skipped} run(s) with overrides left out" if skipped else "")

@@ -130,7 +130,8 @@ def entries_table(entries: list[dict[str, Any]], title: str) -> Table:
     seeds = sorted({len(e["seeds"]) for e in entries})
     util = SHORT_UTILITY.get(main, main) if main else None
     t = _table(f"{title} ({'/'.join(map(str, seeds))} seeds)",
-               "* reconstructed method; c: control (not ranked); mean±95% interval over seeds; lower TPR/AUC is more private"
+               "* reconstructed method; @: operating point; c: control (not ranked); mean±95% interval over seeds; lower "
+               "TPR/AUC is more private"
                + (f"; {util}: {main}" if util and util != main else ""))
     for col in ("#", "defense", "TPR@1%↓", "AUC↓", "ε", *([util] if util else []), "strongest"):
         t.add_column(col, justify="left" if col in ("defense", "strongest") else "right", no_wrap=True,
@@ -139,7 +140,8 @@ def entries_table(entries: list[dict[str, Any]], title: str) -> Table:
     controls = lb.rank([e for e in entries if "control" in e.get("labels", [])])
     for i, e in enumerate(ranked + controls, start=1):
         labels = e.get("labels", [])
-        name = e["defense"] + ("*" if "reconstructed" in labels else "")
+        point = lb.point_name(e)
+        name = e["defense"] + (f"@{point}" if point else "") + ("*" if "reconstructed" in labels else "")
         strongest = max(sorted(e["attacks"]), key=lambda a: lb.per_attack(e, a, lb.RANK_KEY).mean, default="–")
         eps = lb.epsilon_cell(e).split(" ")[0] if lb.epsilon_cell(e) != "–" else "–"
         t.add_row(str(i) if e in ranked else "c", name, _stat(lb.worst_case(e, lb.RANK_KEY)),

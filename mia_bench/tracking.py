@@ -20,7 +20,7 @@ import os
 import shutil
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -207,13 +207,15 @@ def for_run(mode: str | WandbMode, resolved: Any, seed: int, *, results_dir: Pat
 
 
 def log_leaderboard(mode: str | WandbMode, entries: list[dict[str, Any]], *, results_dir: Path,
-                    project: str = "mia_bench") -> str | None:
-    """Log the leaderboard (one W&B table per suite) in a run of its own; returns the run id."""
+                    project: str = "mia_bench", figures: Sequence[Path] = ()) -> str | None:
+    """Log the leaderboard (one W&B table per suite) and its figures (the frontier PNGs, keyed
+    `figures/<file stem>`) in a run of its own; returns the run id."""
     from mia_bench import tracking_media as media
 
     with Tracker.start(mode, results_dir=results_dir, name="leaderboard", job_type="leaderboard",
                        project=project) as tracker:
         tracker.guard("the leaderboard", lambda: media.log_leaderboard_tables(tracker.run, entries))
+        tracker.guard("the leaderboard's figures", lambda: media.log_figures(tracker.run, figures))
         return tracker.run_id
 
 

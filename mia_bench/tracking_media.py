@@ -141,6 +141,15 @@ def samples_grid(samples_path: Path, info: Any = None) -> np.ndarray | None:
     return np.repeat(np.repeat(canvas, scale, axis=0), scale, axis=1)
 
 
+def log_figures(run: Any, figures: Any) -> None:
+    """PNG files as W&B images, keyed figures/<file stem> (the leaderboard's frontier figures)."""
+    import wandb
+
+    images = {f"figures/{Path(p).stem}": wandb.Image(str(p)) for p in figures}
+    if images:
+        run.log(images)
+
+
 def log_leaderboard_tables(run: Any, entries: list[dict[str, Any]]) -> None:
     import wandb
 

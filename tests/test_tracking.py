@@ -134,6 +134,8 @@ def test_cli_modes_and_the_leaderboard_table(tmp_path):
     t = json.loads(table.read_text())
     assert t["data"][0][t["columns"].index("defense")] == "memorizer"
     assert t["data"][0][t["columns"].index("seeds")] == 1  # the --wandb off run had overrides: not official
+    figures = list((r / "wandb").glob("offline-run-*/files/media/images/figures/*.png"))
+    assert figures and all(f.name.startswith("privacy_utility_digits_v1") for f in figures)  # the page's figure
 
 
 def test_mode_names_are_checked():

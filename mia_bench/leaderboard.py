@@ -233,7 +233,8 @@ def render_suite(entries: list[dict[str, Any]]) -> str:
     defenses = rank([e for e in entries if "control" not in e.get("labels", [])])
     controls = rank([e for e in entries if "control" in e.get("labels", [])])
     for i, e in enumerate(defenses + controls, start=1):
-        row = [str(i) if e in defenses else "–", f"`{e['defense']}`", _labels(e), str(len(e["seeds"])),
+        at = f"@{point_name(e)}" if point_name(e) else ""  # a v1 run at an operating point
+        row = [str(i) if e in defenses else "–", f"`{e['defense']}{at}`", _labels(e), str(len(e["seeds"])),
                worst_case(e, RANK_KEY).fmt(), worst_case(e, "auc").fmt(), epsilon_cell(e)]
         row += [_utility_cell(e, m) for m in util]
         row += [f"{per_attack(e, a, 'auc').fmt()} / {per_attack(e, a, RANK_KEY).fmt()}" if a in e["attacks"] else "–"

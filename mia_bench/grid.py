@@ -99,8 +99,8 @@ def plan(*, suite: str, defenses: list[str], seeds: list[int], overrides: list[s
     done: list[Cell] = []
     for defense in dict.fromkeys(names):
         sweep = defense_sweep(defense, config_dir)
-        every = sweep is not None and points == "all"  # the default point's cell is named without it
-        for point in ([("" if p.is_default else p.name) for p in sweep.points] if every else [""]):
+        names = [("" if p.is_default else p.name) for p in sweep.points] if sweep is not None else [""]
+        for point in (names if points == "all" else [""]):  # the default point's cell is named without it
             for seed in dict.fromkeys(seeds):
                 cell = Cell(suite, defense, seed, tuple(overrides), str(config_dir) if config_dir else None, point)
                 (done if finished(cell, results_dir) else todo).append(cell)

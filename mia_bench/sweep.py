@@ -94,7 +94,8 @@ def parse(defense: str, node: Any, where: str) -> Sweep:
     unknown = sorted(set(node) - {"knob", "default", "points"})
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown} in `{SECTION}`; it holds knob, default, points")
-    knob, points, seen = str(node.get("knob") or ""), [], {}
+    knob, points = str(node.get("knob") or ""), []
+    seen: dict[str, str] = {}
     for i, (name, settings) in enumerate(node["points"].items()):
         settings = dict(settings or {})
         _check_point(str(name), settings, where)

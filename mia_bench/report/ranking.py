@@ -71,7 +71,9 @@ class Point:
         vals, cis = [], []
         for s in self.entry["seeds"].values():
             w = (s.get("worst_case") or {}).get(level)
-            v = None if w is None else ((w.get("canaries") or {}) if canaries else w).get(metric)
+            if w is None:
+                continue
+            v = ((w.get("canaries") or {}) if canaries else w).get(metric)
             if v is not None:
                 vals.append(float(v))
                 cis.append((w.get("canaries_ci" if canaries else "ci") or {}).get(metric))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
-from v2_entries import LEVELS, suite_entries, sweep, v2_entry
+from v2_entries import FLOOR, LEVELS, suite_entries, sweep, v2_entry
 
 from mia_bench import leaderboard as lb
 from mia_bench.report.frontier import write_frontiers
@@ -161,3 +161,36 @@ def test_committed_pages_are_generated_from_committed_entries():
     for name, text in lb.pages(entries).items():
         path = ROOT / "leaderboard" / name
         assert path.is_file() and path.read_text() == text, f"{name} is stale or edited: run `make leaderboard`"
+
+
+def test_a_record_of_pooled_metrics_ranks_with_its_bootstrap_interval():
+    """From protocol v2's own pooled metrics and worst case (one seed) through the entry to the table: the
+    row's interval is the record's bootstrap-over-targets interval."""
+    import numpy as np
+
+    from mia_bench.metrics.pooled import pooled_report
+    from mia_bench.protocol import worst_case
+    from mia_bench.results import RunRecord
+
+    rng = np.random.default_rng(0)
+    inside = np.zeros((8, 200), bool)
+    inside[:4, :100] = inside[4:, 100:] = True
+    scores = rng.normal(size=inside.shape) + 0.8 * inside
+    canary = np.zeros(200, bool)
+    canary[::10] = True
+    metrics = pooled_report(scores, inside, n_boot=50)
+    attacks = {"a": {"access": "samples", "variant": "v", "metrics": metrics,
+                     "canaries": pooled_report(scores, inside, n_boot=50, columns=canary)}}
+    utility = {"metrics": {"downstream_accuracy": 0.8, "fid_classifier": 20.0},
+               "higher_is_better": {"downstream_accuracy": True, "fid_classifier": False}}
+    record = RunRecord(suite="s", suite_version=2, defense="none", seed=0, config={"leaderboard": {"utility_floor": FLOOR}},
+                       config_digest="d", overrides=[], split_digest="x", split_sizes={}, member_fraction=0.5,
+                       attacks=attacks, utility=utility, worst_case=worst_case(attacks), created_at="t",
+                       operating_point={"name": "full", "index": 0, "knob": "k", "settings": {}, "default": True})
+    entry = lb.build_entry([record])
+    table = _tables([entry])["samples"]
+    (row,) = table.rows
+    iv = row.point.privacy("samples", "tpr@1%fpr")
+    assert row.rank == 1 and [iv.lo, iv.hi] == metrics["tpr@1%fpr"]["ci"] and iv.mean == metrics["tpr@1%fpr"]["value"]
+    assert row.point.privacy("samples", "tpr@1%fpr", canaries=True).n == 1
+

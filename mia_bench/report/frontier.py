@@ -69,13 +69,10 @@ def draw(ax: Any, ds: list[Dot], floor: Floor, metric: str, styles: dict[str, di
         ax.errorbar([d.u for d in mine], ys, xerr=[d.u_hw for d in mine],
                     yerr=[[y - clip(d.p_lo) for y, d in zip(ys, mine, strict=True)],
                           [clip(d.p_hi) - y for y, d in zip(ys, mine, strict=True)]],
-                    color=st["color"], marker=st["marker"], ms=6 if defense != "none" else 7,
+                    color=st["color"], marker=st["marker"], ms=7 if defense == "none" or mine[0].control else 6,
                     lw=2.2 if defense == "none" else 1.2, ls="-" if len(mine) > 1 else "none", capsize=2,
                     elinewidth=0.8, alpha=0.95, label=label, zorder=4 if defense == "none" else 3)
-        for d, y in zip(mine, ys, strict=True):
-            if d.name:
-                ax.annotate(d.name, (d.u, y), xytext=(4, 3), textcoords="offset points", fontsize=6.5,
-                            color=st["color"])
+        _label_points(ax, [(d.name, d.u, y) for d, y in zip(mine, ys, strict=True) if d.name], st["color"])
     defended = [d for d in ds if not d.control]
     front = pareto_front([d.u for d in defended], [d.p for d in defended],
                          higher_utility=floor.higher.get(metric, True))
@@ -85,6 +82,16 @@ def draw(ax: Any, ds: list[Dot], floor: Floor, metric: str, styles: dict[str, di
                 alpha=0.22, drawstyle="steps-pre" if floor.higher.get(metric, True) else "steps-post", zorder=1,
                 label="Pareto front")
     return y_min
+
+
+def _label_points(ax: Any, named: list[tuple[str, float, float]], color: Any) -> None:
+    """Each point's operating-point name beside it; points drawn at one place share one label."""
+    at: dict[tuple[float, float], list[str]] = {}
+    for name, u, y in named:
+        at.setdefault((round(u, 4), round(math.log10(y), 3)), []).append(name)
+    for (u, logy), names in at.items():
+        ax.annotate("/".join(names), (u, 10 ** logy), xytext=(4, 3), textcoords="offset points", fontsize=6.5,
+                    color=color)
 
 
 def _decorate(ax: Any, floor: Floor, metric: str, y_min: float) -> None:
@@ -99,9 +106,10 @@ def _decorate(ax: Any, floor: Floor, metric: str, y_min: float) -> None:
         below = (lo, t) if floor.higher[metric] else (t, hi)
         ax.axvspan(*below, color="0.85", alpha=0.5, zorder=0, lw=0)
         ax.set_xlim(lo, hi)
-        ax.annotate(f"utility floor: {floor.factors[metric]:g} × {floor.reference}'s best", (t, 0.03),
-                    xycoords=("data", "axes fraction"), xytext=(-3, 0), textcoords="offset points", fontsize=7,
-                    color="0.3", rotation=90, ha="right", va="bottom")
+        side = 0.01 if floor.higher[metric] else 0.99
+        ax.annotate(f"below the utility floor ({floor.factors[metric]:g} × {floor.reference}'s best)", (side, 0.98),
+                    xycoords="axes fraction", fontsize=7, color="0.3", ha="left" if side < 0.5 else "right",
+                    va="top")
     ax.set_ylim(y_min / 1.5, 1.5)
     ax.grid(alpha=0.25, which="both", lw=0.5)
 

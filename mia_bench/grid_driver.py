@@ -138,9 +138,10 @@ def update_leaderboard(records: list[RunRecord], leaderboard_dir: Path) -> list[
 def grid_table(records: list[RunRecord], title: str) -> Table:
     """The grid's cells folded like the leaderboard (mean ± 95% t-interval over seeds), ranked; one line
     per defense with its strongest attack (the per-attack columns are in LEADERBOARD.md)."""
-    by_config: dict[tuple[str, int, str], list[RunRecord]] = {}
+    by_config: dict[tuple[str, int, str, str], list[RunRecord]] = {}
     for r in records:
-        by_config.setdefault((r.defense, r.suite_version, r.config_digest), []).append(r)
+        point = str((r.operating_point or {}).get("name") or "")
+        by_config.setdefault((r.defense, r.suite_version, r.config_digest, point), []).append(r)
     return entries_table([lb.build_entry(rs) for rs in by_config.values()], title)
 
 

@@ -114,16 +114,20 @@ def _record_key(r: RunRecord) -> tuple[int, str, str]:
 def entry_path(entries_dir: Path, suite: str, defense: str, suite_version: int, config_digest: str,
                operating_point: str = "", *, default_point: bool = True) -> Path:
     """Where the entry of (suite, defense, version, config digest, operating point) lives: the existing file
-    holding it, else `<defense>.json` (`<defense>@<point>.json` at a point other than the defense's default)
-    when free, else that name with `@<digest[:12]>` added (never over another entry)."""
+    holding it, else the first free of `<defense>.json` (the default point, or no sweep) and
+    `<defense>@<point>.json`, else the last with `@<digest[:12]>` added (never over another entry): the v2
+    default point of a defense whose v1 entry holds `<defense>.json` lands in `<defense>@<point>.json`."""
     folder = Path(entries_dir) / suite
     for path in sorted(folder.glob(f"{defense}.json")) + sorted(folder.glob(f"{defense}@*.json")):
         e = _read_entry(path)
         if e["defense"] == defense and _entry_key(e) == (int(suite_version), config_digest, operating_point):
             return path
-    stem = f"{defense}@{operating_point}" if operating_point and not default_point else defense
-    plain = folder / f"{stem}.json"
-    return plain if not plain.exists() else folder / f"{stem}@{config_digest[:12]}.json"
+    stems = ([defense] if default_point or not operating_point else []) + (
+        [f"{defense}@{operating_point}"] if operating_point else [])
+    for stem in stems:
+        if not (folder / f"{stem}.json").exists():
+            return folder / f"{stem}.json"
+    return folder / f"{stems[-1]}@{config_digest[:12]}.json"
 
 
 def update_entries(records: Iterable[RunRecord], entries_dir: Path) -> list[Path]:

@@ -97,6 +97,13 @@ def test_points_get_their_own_entries_and_merging_one_never_drops_another(tmp_pa
     assert sorted(by_point["lh1"]["seeds"]) == ["0", "1"] and sorted(by_point["lh3"]["seeds"]) == ["0", "1"]
 
 
+def test_a_default_point_beside_an_older_entry_takes_its_point_name(tmp_path: Path) -> None:
+    entries = tmp_path / "entries"
+    update_entries([_record("", 0, default=True)], entries)  # e.g. the committed v1-era entry, no sweep
+    update_entries([_record("lh1", 0, default=True)], entries)
+    assert sorted(p.name for p in (entries / "digits").iterdir()) == ["megan.json", "megan@lh1.json"]
+
+
 def test_sweep_runs_every_operating_point_into_its_own_folder_and_entry(tmp_path: Path) -> None:
     config_dir = quick_config_dir(tmp_path, keep=("ganleaks_fbb",))
     suite = config_dir / "digits_v1.yaml"

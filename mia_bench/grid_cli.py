@@ -72,9 +72,9 @@ def cmd_grid(args: argparse.Namespace, console: Console) -> int:
     options = GridOptions(results_dir=args.results_dir, executor=args.executor, parallel=args.parallel,
                           threads=args.threads, wandb=args.wandb or base.config.tracking.wandb, slurm=slurm)
     points = len({(c.defense, c.operating_point) for c in todo + done})
-    console.print(f"grid {base.config.suite}: {len(todo) + len(done)} cells ({len(defenses)} defenses, {points} "
-                  f"operating points x {len(seeds)} seeds), {len(done)} already finished, {len(todo)} to run on "
-                  f"{args.executor}")
+    console.print(f"grid {base.config.suite}: {len(todo) + len(done)} cells ({len(defenses)} defenses at {points} "
+                  f"operating points x {len(seeds)} seeds)")
+    console.print(f"{len(done)} already finished, {len(todo)} to run on {args.executor}")
     try:
         outcomes = execute(todo, options, console) if todo else []
     except GridInterrupted:

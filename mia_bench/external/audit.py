@@ -93,7 +93,7 @@ def audit_release(*, train: Path, holdout: Path, synthetic: Path | None = None, 
     if not names:
         raise MiaBenchError("no attack can run on what was given; give --synthetic or --generator")
     attacks, raw = run_attacks(data, release, names, fprs=tuple(fprs), n_boot=n_boot, seed=seed)
-    worst = protocol.worst_case(attacks)
+    worst = {lv: w for lv, w in protocol.worst_case(attacks).items() if lv in release.levels()}
     breaches = gates.check(gate_list, attacks)
     config = {"train": str(train), "holdout": str(holdout), "synthetic": None if synthetic is None else str(synthetic),
               "generator": generator, "discriminator": discriminator,

@@ -11,6 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 from mia_bench.errors import MiaBenchError
+from mia_bench.external.cli import add_parser as add_audit_release_parser
+from mia_bench.external.cli import cmd_audit_release
 from mia_bench.grid_cli import add_grid_parser, cmd_grid, seed_value
 
 DEFAULT_RESULTS = Path("results")
@@ -61,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     lb.add_argument("--wandb", choices=WANDB_MODES, default="off", help="also log the leaderboard as a W&B table")
 
     sub.add_parser("list", help="registered datasets, defenses, attacks and metrics")
+    add_audit_release_parser(sub)
     return p
 
 
@@ -227,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         Console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False)
         return 2
     commands = {"run": cmd_run, "audit": cmd_audit, "grid": cmd_grid, "leaderboard": cmd_leaderboard,
-                "list": cmd_list}
+                "list": cmd_list, "audit-release": cmd_audit_release}
     try:
         return commands[args.command](args, console) or 0
     except MiaBenchError as e:

@@ -97,7 +97,7 @@ class RunRecord:
     @property
     def official(self) -> bool:
         """Run with the suite's own settings (no command-line overrides): eligible for the leaderboard."""
-        return not self.overrides
+        return not self.overrides and "external_audit" not in self.labels  # audits of user models never rank
 
     def write(self, path: Path) -> None:
         atomic_write_json(path, asdict(self))

@@ -1,1 +1,6 @@
-"""Leaderboard reports of protocol-v2 suites: matched-utility ranking, pages and frontier figures."""
+"""Reporting: what people read of a benchmark or an audit.
+
+``ranking``, ``pages`` and ``frontier`` render the protocol-v2 leaderboard (matched-utility
+ranking, the per-suite detail page, frontier figures); ``audit_report`` renders the report of
+``mia-bench audit-release``.
+"""

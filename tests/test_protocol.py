@@ -143,11 +143,13 @@ def test_v2_entries_render_under_their_own_heading_beside_the_v1_ones(overfit_no
     v1_at, v2_at = page.index("## Suite `digits` (protocol version 1)"), page.index("## Suite `digits` (protocol version 2)")
     section = page[v2_at:]
     assert v1_at < v2_at and "16 targets per seed, 128-record population with 16 canaries" in section
-    row = next(line for line in section.splitlines() if line.startswith("| 1 | `none`"))
-    white_box = record.worst_case["white_box"]["metrics"]["tpr@1%fpr"]["value"]
-    assert f"{white_box:.3f}" in row  # the pooled white-box worst case of the record
     rows = lambda text: [ln for ln in text.splitlines() if ln.startswith("| ") and "`" in ln.split("|")[2]]  # noqa: E731
-    assert len(rows(section)) == 1  # never mixed: v2 ranks its own entry only, v1 its own defenses
+    for level in ("samples", "generator", "white_box"):  # one ranked table per threat model
+        table = section[section.index(f"### Threat model `{level}`"):]
+        row = next(line for line in table.splitlines() if line.startswith("| 1 | `none`"))
+        worst = record.worst_case[level]["metrics"]["tpr@1%fpr"]["value"]
+        assert f"{worst:.3f}" in row  # the pooled worst case of the record at that access level
+    assert len(rows(section)) == 3  # never mixed: v2 ranks its own entry only (once per threat model)
     assert len(rows(page[v1_at:v2_at])) == len({e["defense"] for e in v1})
 
 

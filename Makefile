@@ -72,5 +72,6 @@ lint: $(STAMP) ## ruff and mypy
 perf: $(STAMP) ## speed benchmarks (print ratios)
 	@for f in benchmarks/perf/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
 
-clean: ## remove results/ (the venv stays)
-	rm -rf $(RESULTS)
+clean: ## remove Python and tool caches; never results/ (runs, checkpoints) nor the venv
+	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +
+	rm -rf .pytest_cache .ruff_cache .mypy_cache

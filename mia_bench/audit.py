@@ -6,7 +6,7 @@ every attack of the suite:
 
   memorizer    AUC >= 0.95: the model releases its members, so an attack that misses them is too weak
                (or broken) at these settings. An attack that cannot catch it by construction says why
-               (`Attack.memorizer_exempt`); it must still not score below chance - tolerance.
+               (`Attack.memorizer_exemption`); it must still not score below chance - tolerance.
   independent  |AUC - 0.5| <= tolerance (0.1): the model never saw the members, so an attack that
                separates them measures something else (a shift between members and non-members, a leak
                through the attacker's data).
@@ -72,8 +72,8 @@ class Check:
     expected: str
     passed: bool
     fix: str = ""  # what to do when it failed
-    exempt: str = ""
-    tpr: float | None = None  # TPR at 1% FPR (the memorizer must also be caught at a low false-positive rate)  # why the attack cannot catch the memorizer (Attack.memorizer_exempt)
+    exempt: str = ""  # why the attack cannot catch the memorizer by construction (Attack.memorizer_exemption)
+    tpr: float | None = None  # TPR at 1% FPR (the memorizer must also be caught at a low false-positive rate)
 
 
 def check_controls(memorizer: RunRecord, independent: RunRecord, *, memorizer_auc: float = MEMORIZER_AUC,
@@ -85,7 +85,8 @@ def check_controls(memorizer: RunRecord, independent: RunRecord, *, memorizer_au
     seed = memorizer.seed
     checks = []
     for name in sorted(set(memorizer.attacks) | set(independent.attacks)):
-        exempt = ATTACKS.get(name).memorizer_exempt if name in ATTACKS else ""
+        settings = memorizer.attacks.get(name, {}).get("settings")
+        exempt = ATTACKS.get(name).memorizer_exemption(settings) if name in ATTACKS else ""
         auc = _auc(memorizer, name)
         if exempt:
             floor = 0.5 - tolerance

@@ -26,11 +26,9 @@ LEFT_OUT = ["attacks.lira_wb_adaptive.n_shadows=4", "attacks.lira_gen_offline.n_
 BUDGETED = {"ganleaks_pbb": "ganleaks_pbb", "ganleaks_wb": "ganleaks_wb", "ganleaks_pbb_cal": "ganleaks_pbb_cal",
             "ganleaks_wb_cal": "ganleaks_wb_cal", "lira_gen": "lira_gen", "lira_gen_offline": "lira_gen"}
 BUDGET_KEYS = ("steps", "population", "init_draws", "lr")
-# logan_bb's local GAN must train into its discriminator-overfitting regime to single out 300 released members
-# (the suite's 4,000 steps: a minute here); the fixture runs it at the quick budget, where it must not score the
-# members below chance, and the catch itself is checked on a 100-member memorizer in
-# tests/test_review_attacks.py::test_logan_bb_local_discriminator_ranks_the_released_members_first.
-CAUGHT_ELSEWHERE = {"logan_bb"}
+# logan_bb runs at the quick budget: it is exempt from the memorizer's AUC/TPR check (attacks/logan.py says
+# why) and must only not score the members below chance; at a training budget its local discriminator ranks a
+# memorizer's released members first (tests/test_review_attacks.py).
 
 
 def shipped_budgets() -> list[str]:
@@ -51,9 +49,10 @@ def control_records(tmp_path_factory):
 @pytest.mark.parametrize("attack", ATTACKS.names())
 def test_memorizer_is_caught_by_every_attack(attack, control_records):
     rec = control_records["memorizer"]
-    exempt = ATTACKS.get(attack).memorizer_exempt  # attacks that cannot catch it by construction say why
     assert attack in rec.attacks
-    floor = 0.45 if exempt or attack in CAUGHT_ELSEWHERE else 0.95
+    # attacks that cannot catch it by construction, at the settings they ran with, say why
+    exempt = ATTACKS.get(attack).memorizer_exemption(rec.attacks[attack].get("settings"))
+    floor = 0.45 if exempt else 0.95
     assert rec.attacks[attack]["metrics"]["auc"]["value"] >= floor, exempt
 
 
@@ -73,9 +72,15 @@ def test_audit_of_the_controls_passes(control_records):
     checks = check_controls(control_records["memorizer"], control_records["independent"])
     assert {(c.attack, c.control) for c in checks} == {(a, c) for a in ATTACKS.names() for c in CONTROLS}
     failed = {(c.attack, c.control) for c in checks if not c.passed}
-    assert failed <= {(a, "memorizer") for a in CAUGHT_ELSEWHERE}, [c for c in checks if not c.passed]
-    # exempt only by construction: a mixed query never asks about the record alone (tests/test_review_attacks.py)
-    assert {a for a in ATTACKS.names() if ATTACKS.get(a).memorizer_exempt} == {"lira_wb_mixed"}
+    assert not failed, [c for c in checks if not c.passed]
+    # exempt only by construction: a mixed query never asks about the record alone, LOGAN's local discriminator
+    # flattens on the records its own generator learns to match, and the paper's difference of squared
+    # reconstruction losses (which this v1 suite does not use) misses it (tests/test_review_attacks.py)
+    rec = control_records["memorizer"]
+    assert {a for a in ATTACKS.names() if ATTACKS.get(a).memorizer_exemption(rec.attacks[a].get("settings"))} == {
+        "lira_wb_mixed", "logan_bb"}
+    assert {a for a in ATTACKS.names() if ATTACKS.get(a).memorizer_exemption()} == {
+        "lira_wb_mixed", "logan_bb", "ganleaks_pbb_cal", "ganleaks_wb_cal"}
 
 
 def test_audit_fails_weak_leaky_missing_or_inverted_attacks(control_records):
@@ -87,8 +92,7 @@ def test_audit_fails_weak_leaky_missing_or_inverted_attacks(control_records):
     del independent.attacks["domias"]
     failed = {(c.attack, c.control) for c in check_controls(memorizer, independent) if not c.passed}
     assert failed == {("logan_wb", "memorizer"), ("lira_wb_mixed", "memorizer"), ("ganleaks_fbb", "independent"),
-                      ("domias", "independent"), ("monte_carlo", "memorizer"),
-                      *((a, "memorizer") for a in CAUGHT_ELSEWHERE)}
+                      ("domias", "independent"), ("monte_carlo", "memorizer")}
     assert all(c.passed for c in check_controls(memorizer, independent, tolerance=0.15, memorizer_auc=0.9)
                if c.attack in ("logan_wb", "ganleaks_fbb"))
     assert [c.fix for c in check_controls(memorizer, independent) if c.auc is None] == [MISSING]

@@ -145,6 +145,23 @@ def test_dpgan_training_with_empty_poisson_batches_completes_and_charges_every_s
     assert model.privacy_report()["steps"] == 30
 
 
+def test_dpgan_n_d_takes_n_d_private_discriminator_steps_per_generator_step():
+    """Bie et al.'s knob: the budget counts generator steps, the accountant every private D step."""
+    g_steps = []
+
+    class GeneratorSteps(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            step = pl_module.optimizers()[0].optimizer.state_dict()["state"].get(0, {}).get("step", 0)
+            g_steps.append(float(step))  # Adam's step count of the generator, read now (it is updated in place)
+
+    model = _fit("dpgan", _unique_data(), 6, callbacks=[GeneratorSteps()], noise_multiplier=1.0, target_epsilon=None,
+                 deterministic_noise=True, n_d=3)
+    assert model.privacy_report()["steps"] == 18  # 6 generator steps x 3 charged D steps
+    assert g_steps == [0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4, 5, 5, 5, 6]  # G steps after every 3rd D step
+    with pytest.raises(MiaBenchError, match="n_d"):
+        _fit("dpgan", _unique_data(), 1, noise_multiplier=1.0, target_epsilon=None, n_d=0)
+
+
 # ---- 3. DP defenses refuse multi-process strategies ------------------------------------------------------
 @pytest.mark.parametrize("name", ["dpgan", "gswgan"])
 @pytest.mark.parametrize("overrides", [{"strategy": "ddp_fork", "devices": 2}, {"strategy": "ddp"},

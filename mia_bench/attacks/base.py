@@ -180,6 +180,12 @@ class Attack(abc.ABC):
     # the audit (mia_bench/audit.py) and the control tests read it
     memorizer_exempt: ClassVar[str] = ""
 
+    @classmethod
+    def memorizer_exemption(cls, settings: dict[str, Any] | None = None) -> str:
+        """Why this attack, at `settings` (the record's attack settings; None: the defaults), cannot catch
+        the memorizer by construction; "" when it must."""
+        return cls.memorizer_exempt
+
     def __init__(self, *, config: Any, seed: int) -> None:
         self.config, self.seed = config, seed
         self.details: dict[str, Any] = {}  # what fit/score found out (shadow bank, epsilon, ...): in the record

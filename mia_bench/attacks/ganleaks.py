@@ -48,7 +48,7 @@ class PbbConfig:
     steps: int = 40  # evolution-strategy iterations
     population: int = 16  # candidates per query per iteration
     sigma: float = 0.3  # initial step size in latent units
-    init_draws: int = 2000  # prior draws for the nearest-neighbour start
+    init_draws: int = 20000  # prior draws for the nearest-neighbour start (the official code's k; nets/latent.py)
     norm_weight: float = 1e-3  # lambda3 of the latent norm regulariser
 
 
@@ -56,7 +56,7 @@ class PbbConfig:
 class WbConfig:
     steps: int = 200  # Adam steps on z
     lr: float = 0.05
-    init_draws: int = 2000
+    init_draws: int = 20000
     norm_weight: float = 1e-3
 
 
@@ -194,6 +194,23 @@ class GanLeaksFbbCalibrated(_Calibrated):
 
 class _CalibratedSearch(_Calibrated):
     """The latent search's reconstruction loss (search settings: the Pbb/Wb fields of the config)."""
+
+    # [measured] the paper's difference of squared reconstruction losses cannot catch the memorizer at a low
+    # false-positive rate, whatever the search finds. A member's loss is ~0, so it scores L_ref(x), its
+    # squared distance to the reference memorizer's (attacker) records; a non-member scores L_ref(x) - L(x),
+    # a difference of two squared nearest-record distances that grows with the square of how isolated the
+    # record is, so isolated non-members outrank typical members. With an exact search (L = 0 for members,
+    # nearest-record distances for the rest) on digits, 500 members, 500 non-members and the suite's 247
+    # attacker records: AUC 0.92, TPR@1%FPR 0.20 (tests/test_review_attacks.py computes it). The squared
+    # loss is the paper's; `calibration: log_ratio` (scale-free) catches it and is not exempt.
+    memorizer_exempt = ("the paper's calibration subtracts squared reconstruction losses: on a memorizer a member "
+                        "scores L_ref (its squared distance to the attacker's records) and an isolated non-member "
+                        "L_ref - L, which outranks it; an exact search reaches AUC 0.92, TPR@1% 0.20 on digits")
+
+    @classmethod
+    def memorizer_exemption(cls, settings: dict | None = None) -> str:
+        calibration = (settings or {}).get("calibration", CalibrationConfig.calibration)
+        return cls.memorizer_exempt if calibration == "difference" else ""
 
     def _loss(self, view: TargetView | None, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
         gen = view.generator if view is not None else _owned(self.reference_model)

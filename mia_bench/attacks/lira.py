@@ -80,7 +80,6 @@ class LiraAdaptiveConfig(LiraConfig):
 @dataclass
 class LiraGenConfig(PbbConfig, LiraConfig):  # the latent search: GAN-Leaks pbb's settings, cheaper defaults
     steps: int = 30
-    init_draws: int = 1000
 
 
 @dataclass

@@ -22,6 +22,18 @@ discriminator-overfitting regime LOGAN relies on (the official README: the black
 digits memorizer 4,000 steps at lr 2e-3 give AUC 0.92-0.98 over seeds (the independent control 0.45-0.50).
 It plateaus there rather than at 1: the local generator learns the released members too, and D_local
 measures the released density against the generator's, which flattens where the generator covers a member.
+
+Why it is exempt from the memorizer's low-FPR check [measured, 2026-12-05]: D_local estimates
+log p_released / p_local, and the local GAN is trained to make p_local = p_released, so the score flattens
+on exactly the records a memorizer releases. It is high on them only in the window between the local
+generator becoming realistic (before: a realism detector) and it covering the release (after: flat).
+Measured on the protocol-v2 shape (memorizer of 500 digits, 2,000 released samples, 500 members vs 300
+non-members, one local GAN, seed 0): steps x lr 1,500 x 2e-3: AUC 0.62 (TPR@1%FPR 0.02); 4,000 x 2e-3:
+0.89 (0.06); 8,000 x 2e-3: 0.96 (0.11); 16,000 x 2e-3: 0.95 (0.04); 4,000 x 5e-3 / 1e-2: 0.84 / 0.83;
+D four times wider: 0.91 (0.06); a generator lr a quarter of D's: 0.72; 1,000-4,000 further D-only steps
+against the frozen generator: 0.77-0.82 (the discriminator turns back into a realism detector). No budget
+finds the members at a low false-positive rate (TPR@1%FPR >= 0.5), which is what the memorizer check
+asks; the audit still requires it above chance, and the suite ships 4,000 steps (AUC ~0.89).
 """
 
 from __future__ import annotations
@@ -60,6 +72,9 @@ class LoganBlackBox(Attack):
     access = AccessLevel.SAMPLES
     variant = "bb: discriminator of a local GAN trained on the released samples"
     Config = LoganBbConfig
+    memorizer_exempt = ("the local discriminator scores released density over its own generator's, which is "
+                        "trained to match the release and so flattens on exactly the memorized records: "
+                        "1,500-16,000 steps reach AUC 0.62-0.96 but TPR@1% <= 0.11 on digits (module docstring)")
 
     def bank_request(self, view: TargetView, knowledge: AttackerKnowledge) -> dict:
         """The shadows.train_bank arguments of the local GAN (protocol v2 trains every target's at once)."""

@@ -72,6 +72,10 @@ class DPGANConfig:
     lr_d: float = 2e-4
     beta1: float = 0.5
     beta2: float = 0.999
+    # private D steps per generator step (Bie, Kamath & Zhang, TMLR 2023: noise only on D's updates
+    # slows D, and more D steps per G step restore the balance; their MNIST setting uses 50). The budget
+    # `trainer.max_steps` counts generator steps, so the accountant charges max_steps * n_d D steps.
+    n_d: int = 1
     deterministic_noise: bool = False  # true: noise and Poisson draws from the run seed (tests only: not private)
 
 
@@ -95,6 +99,8 @@ class DPGAN(Defense):
                               "(the other one null)")
         if not 0 < config.delta < 1 / n_train:
             raise ConfigError(f"dpgan: defense.delta={config.delta} must be in (0, 1/n) = (0, {1 / n_train:.2g})")
+        if config.n_d < 1:
+            raise ConfigError(f"dpgan: defense.n_d={config.n_d} must be an integer >= 1 (D steps per G step)")
         self.conditional = config.conditional
         c = info.n_classes if config.conditional else 0
         self.players["generator"] = MLPGenerator(z_dim=config.z_dim, out_shape=info.shape, n_classes=c,
@@ -115,6 +121,10 @@ class DPGAN(Defense):
     @property
     def batch_sampling(self) -> str:
         return "poisson"
+
+    @property
+    def batches_per_generator_step(self) -> int:
+        return self.config.n_d
 
     def prepare(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """Keep the uniform label prior: the members' class counts are not released without noise."""
@@ -191,10 +201,13 @@ class DPGAN(Defense):
             loss_fake = F.softplus(D(fake.detach(), yf)).mean()
             self.manual_backward(loss_fake)  # accumulates onto the sanitized real term, uncharged
             opt_d.step()
+        if (batch_idx + 1) % self.config.n_d:
+            return
         with self.playing("generator") as step:
+            fake, yf = self.draw_fakes(b) if self.config.n_d > 1 else (fake, yf)
             loss_g = ns_g_loss(D(fake, yf))
             step(loss_g)
-        if self.should_log(batch_idx):
+        if self.should_log(batch_idx // self.config.n_d):
             self.log_dict({"loss/d_fake": loss_fake.detach(), "loss/g": loss_g.detach()})
 
     def privacy_history(self) -> list[tuple[float, float, int]]:

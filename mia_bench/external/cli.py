@@ -18,6 +18,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--synthetic", type=Path, help="released samples: .npz/.npy/.csv/.parquet or an image folder")
     p.add_argument("--generator", help="TorchScript file or module:callable (generator access)")
     p.add_argument("--discriminator", help="TorchScript file or module:callable (white-box access)")
+    p.add_argument("--recipe", metavar="MODULE:CALLABLE",
+                   help="recipe(x, y=None, seed=0) that trains your model on x and returns it (sample(n); "
+                        "optionally generate(z) + z_dim, discriminate(x)); unlocks LiRA, calibrated "
+                        "GAN-Leaks and LOGAN-bb")
+    p.add_argument("--shadows", type=int, default=16, metavar="K",
+                   help="shadow models the recipe trains for LiRA (default 16; at least 4)")
     p.add_argument("--reference", type=Path, help="attacker data (default: half of the hold-out)")
     p.add_argument("--out", type=Path, help="output folder (default results/audits/<name>/)")
     p.add_argument("--name", default="audit", help="audit name (default: audit)")
@@ -35,7 +41,8 @@ def cmd_audit_release(args: argparse.Namespace, console: Console) -> int:
     with progress.reporting(console, enabled=not args.no_progress):
         res = audit_release(train=args.train, holdout=args.holdout, synthetic=args.synthetic,
                             generator=args.generator, discriminator=args.discriminator, reference=args.reference,
-                            out=args.out, name=args.name, fail_above=args.fail_above, seed=args.seed)
+                            out=args.out, name=args.name, fail_above=args.fail_above, seed=args.seed,
+                            recipe=args.recipe, shadows=args.shadows)
     for note in res.notes:
         console.print(f"[dim]note: {note}[/]", highlight=False)
     for line in verdict_lines(res.record):

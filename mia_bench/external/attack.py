@@ -74,7 +74,7 @@ def plan(release: Release) -> tuple[list[str], dict[str, str]]:
     return run, skipped
 
 
-def _info(data: AuditData) -> DataInfo:
+def data_info(data: AuditData) -> DataInfo:
     kind = DataKind.IMAGE if data.kind == "image" else DataKind.TABULAR
     spans = data.encoding.spans if hasattr(data.encoding, "spans") else ()
     return DataInfo(name="external", shape=data.shape, n_classes=0, kind=kind, categorical=spans)
@@ -87,7 +87,7 @@ def run_attacks(data: AuditData, release: Release, names: list[str], *, fprs: tu
     x = torch.from_numpy(np.concatenate([data.train, data.holdout]))
     y = torch.zeros(x.shape[0], dtype=torch.int64)
     is_member = np.r_[np.ones(len(data.train), bool), np.zeros(len(data.holdout), bool)]
-    info = _info(data)
+    info = data_info(data)
     samples = release.samples if release.samples is not None else np.zeros((0, *data.shape), np.float32)
     released = Released(x=torch.from_numpy(samples), y=None)
     knowledge = AttackerKnowledge(data={"attacker_aux": (torch.from_numpy(data.reference),

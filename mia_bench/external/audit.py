@@ -101,6 +101,9 @@ def audit_release(*, train: Path, holdout: Path, synthetic: Path | None = None, 
     if user_recipe is not None:
         bank = shadow.train_bank(user_recipe, data, k=shadows, seed=seed)
         shadow_names, shadow_skipped = shadow.plan(release, bank)
+        how = ("in mia_bench's space, on the encoded features the attacks score" if user_recipe.native else
+               "on the records in the --train file's units; its models' samples are encoded as the real records")
+        data.notes.append(f"--recipe {recipe} trains {how}")
         data.notes.append(f"--recipe {recipe}: {shadows} shadow models on random halves of the "
                           f"{bank.inside.shape[1]} scored records, and a reference model on the "
                           f"{len(data.reference)} reference records ({bank.seconds:.0f} s)")

@@ -38,7 +38,8 @@ from mia_bench import progress
 from mia_bench.attacks.ganleaks import PbbConfig, WbConfig, search_config
 from mia_bench.attacks.lira import LiraConfig, LiraGenConfig
 from mia_bench.errors import MiaBenchError
-from mia_bench.external.encoding import TextTable
+from mia_bench.external.attack import data_info
+from mia_bench.external.encoding import Affine, TextTable
 from mia_bench.external.inputs import AuditData
 from mia_bench.external.models import UserGenerator, as_discriminator, as_generator, load_spec
 from mia_bench.nets import lira
@@ -48,6 +49,7 @@ from mia_bench.shadows import HALVES, draw_subsets, model_seed
 
 RECIPE_HELP = ("def recipe(x, y=None, seed=0): train your generator on x (records in the --train file's units; "
                "a dict of columns for a CSV table) and return an object with sample(n)")
+IDENTITY = Affine(lo=np.float64(-1.0), hi=np.float64(1.0), label="mia_bench's space")  # native recipes' outputs
 MIN_SHADOWS = 4  # online LiRA needs IN and OUT models for every record: two of each
 _FLOOR = 1e-12  # losses are logged: a perfect copy must stay finite
 # attack -> (statistic, what of the user's release it needs, what of the recipe's models it needs)
@@ -82,6 +84,7 @@ class UserRecipe:
 
     def __init__(self, spec: str) -> None:
         self.spec, self.fn = spec, load_spec(spec, "--recipe")
+        self.native = bool(getattr(self.fn, "mia_bench_space", False))
         try:
             sig = inspect.signature(self.fn)
         except (TypeError, ValueError):  # a builtin without a signature: call it and see
@@ -93,21 +96,27 @@ class UserRecipe:
                                 f"recipe(x, y) or recipe(x, y, seed=k); {RECIPE_HELP}")
 
     def train(self, x: np.ndarray, data: AuditData, *, seed: int, role: str) -> Model:
-        """Train a fresh model on records x (R, *shape) in mia_bench's space (decoded for the recipe)."""
-        records = data.encoding.decode(x)
+        """Train a fresh model on records x (R, *shape) in mia_bench's space: decoded to the --train file's
+        units for a user's recipe, as they are (with the DataInfo) for one that works in mia_bench's space."""
         what = f"--recipe '{self.spec}' ({role})"
+        encoding: Affine | TextTable = data.encoding
         try:
-            obj = self.fn(records, None, seed=seed) if self.takes_seed else self.fn(records, None)
+            if self.native:  # recipes.DefenseRecipe: the attacks' own features in and out
+                encoding = IDENTITY
+                obj = self.fn(x, None, seed=seed, info=data_info(data))
+            else:
+                records = data.encoding.decode(x)
+                obj = self.fn(records, None, seed=seed) if self.takes_seed else self.fn(records, None)
         except MiaBenchError:
             raise
         except Exception as e:  # noqa: BLE001 - the user's code failed: say where
             raise MiaBenchError(f"{what} raised {type(e).__name__}: {e}; fix the recipe") from None
         if not (hasattr(obj, "sample") or hasattr(obj, "generate")):
             raise MiaBenchError(f"{what} returned {type(obj).__name__}, which has no sample(n); {RECIPE_HELP}")
-        gen = as_generator(obj, shape=data.shape, encoding=data.encoding, what=what, seed=seed)
+        gen = as_generator(obj, shape=data.shape, encoding=encoding, what=what, seed=seed)
         disc = None
-        if callable(getattr(obj, "discriminate", None)) and not isinstance(data.encoding, TextTable):
-            disc = as_discriminator(obj.discriminate, shape=data.shape, encoding=data.encoding,
+        if callable(getattr(obj, "discriminate", None)) and not isinstance(encoding, TextTable):
+            disc = as_discriminator(obj.discriminate, shape=data.shape, encoding=encoding,
                                     what=f"{what}.discriminate")
         return Model(gen=gen, disc=disc)
 

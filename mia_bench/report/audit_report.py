@@ -94,6 +94,20 @@ def exposed_png(rows: list) -> bytes:
     return _png(fig)
 
 
+def table_row(data: Any, rec: np.ndarray, width: int = 12) -> str:
+    """A table record in the --train file's units (decoded), `column=value` when the file has a header."""
+    dec = data.encoding.decode(np.asarray(rec).reshape(1, -1))
+    if isinstance(dec, dict):
+        cells = [f"{k}={_cell(v[0])}" for k, v in dec.items()]
+    else:
+        cells = [_cell(v) for v in dec.ravel()]
+    return ", ".join(cells[:width]) + (", ..." if len(cells) > width else "")
+
+
+def _cell(v: Any) -> str:
+    return f"{float(v):.4g}" if isinstance(v, (float, np.floating)) else str(v)
+
+
 def _fmt(m: dict) -> str:
     ci = m.get("ci")
     return f"{m['value']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
@@ -141,8 +155,8 @@ def write(folder: Path, *, record: Any, raw: dict[str, np.ndarray], data: Any, s
     if data.kind != "image":
         tab_rows = ["", "## Most exposed training records (record, then its nearest released sample)", ""]
         for i, s, rec, near in rows:
-            tab_rows.append(f"- train #{i} score {s:.3g}: {np.round(rec.ravel()[:12], 2).tolist()}"
-                            + ("" if near is None else f" | nearest {np.round(near.ravel()[:12], 2).tolist()}"))
+            tab_rows.append(f"- train #{i} score {s:.3g}: {table_row(data, rec)}"
+                            + ("" if near is None else f" | nearest: {table_row(data, near)}"))
     md_text = "\n".join(head + table + tab_rows + ["", "Figures: report.html."]) + "\n"
     atomic_write_text(folder / "report.md", md_text)
     body = "".join(f"<p>{html.escape(line)}</p>" if not line.startswith("#") else

@@ -36,7 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def cmd_audit_release(args: argparse.Namespace, console: Console) -> int:
     from mia_bench import progress
     from mia_bench.external.audit import audit_release
-    from mia_bench.report.audit_report import meaning, verdict_lines
+    from mia_bench.report.audit_report import DAGGER_NOTE, meaning, verdict_lines
 
     with progress.reporting(console, enabled=not args.no_progress):
         res = audit_release(train=args.train, holdout=args.holdout, synthetic=args.synthetic,
@@ -45,8 +45,11 @@ def cmd_audit_release(args: argparse.Namespace, console: Console) -> int:
                             recipe=args.recipe, shadows=args.shadows)
     for note in res.notes:
         console.print(f"[dim]note: {note}[/]", highlight=False)
-    for line in verdict_lines(res.record):
+    lines = verdict_lines(res.record)
+    for line in lines:
         console.print(line, highlight=False)
+    if any("†" in line for line in lines):
+        console.print(DAGGER_NOTE, highlight=False)
     console.print(meaning(res.record), highlight=False)
     console.print(f"record: {res.record_path}\nreport: {res.report_md}, {res.report_html}", highlight=False)
     for b in res.breaches:

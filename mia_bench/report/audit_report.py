@@ -108,7 +108,7 @@ def _cell(v: Any) -> str:
     return f"{float(v):.4g}" if isinstance(v, (float, np.floating)) else str(v)
 
 
-DAGGER_NOTE = "† underpowered: fewer than 10/x non-member scores at FPR x, so the value rests on too few of them"
+DAGGER_NOTE = "† underpowered: fewer than 10/x non-member scores at FPR x"
 GENERATORS = ("mia-bench audit-release", "mia-bench report")  # the marker of a report this code wrote
 
 

@@ -1,5 +1,5 @@
-"""`mia-bench run|audit|grid|leaderboard|list`: the command-line front of the runner, the controls' audit,
-the grid and the leaderboard."""
+"""`mia-bench run|audit|grid|leaderboard|list|report`: the command-line front of the runner, the controls' audit,
+the grid, the leaderboard and the run reports."""
 
 from __future__ import annotations
 
@@ -64,6 +64,14 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("list", help="registered datasets, defenses, attacks and metrics")
     add_audit_release_parser(sub)
+    rep = sub.add_parser("report", help="write report.md and a self-contained report.html into a run folder "
+                                        "(verdict, ROC, score histograms, most exposed records)",
+                         description="Renders the audit report for a benchmark run folder (results/<suite>/"
+                                     "<defense>/.../seed<N>/ with record.json and scores.npz). It writes "
+                                     "report.md and report.html in that folder; it rewrites them only when "
+                                     "this command wrote them before, and never replaces another report "
+                                     "(exit 2). TPR values marked † rest on fewer than 10/FPR non-members.")
+    rep.add_argument("folder", type=Path, help="the run folder (holds record.json and scores.npz)")
     return p
 
 
@@ -215,6 +223,14 @@ def cmd_list(args: argparse.Namespace, console: Console) -> None:
     console.print(t)
 
 
+def cmd_report(args: argparse.Namespace, console: Console) -> int:
+    from mia_bench.report.run_report import write_run_report
+
+    md, html = write_run_report(args.folder)
+    console.print(f"report: {md}, {html}", highlight=False)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)  # overrides may come before or after the options
@@ -230,7 +246,8 @@ def main(argv: list[str] | None = None) -> int:
         Console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False)
         return 2
     commands = {"run": cmd_run, "audit": cmd_audit, "grid": cmd_grid, "leaderboard": cmd_leaderboard,
-                "list": cmd_list, "audit-release": cmd_audit_release}
+                "list": cmd_list, "audit-release": cmd_audit_release,
+                "report": cmd_report}
     try:
         return commands[args.command](args, console) or 0
     except MiaBenchError as e:

@@ -22,7 +22,7 @@ from scipy import stats
 
 from mia_bench.errors import MiaBenchError
 from mia_bench.io import atomic_write_json, atomic_write_text, read_versioned_json
-from mia_bench.plots import TradeoffPoint, privacy_utility_png
+from mia_bench.report.plots import TradeoffPoint, privacy_utility_png
 from mia_bench.results import RunRecord
 
 ENTRY_SCHEMA = "mia_bench.entry/1"

@@ -273,7 +273,7 @@ def exposure_figure(path: Path, table: dict[str, np.ndarray], worst: dict[str, d
     """The `n` most exposed records under the strongest attack of the widest access level, each beside its
     nearest released sample of a target that trained on it (plots.exposure_png)."""
     from mia_bench.nets.distance import nearest_distance
-    from mia_bench.plots import ExposedRecord, exposure_png
+    from mia_bench.report.plots import ExposedRecord, exposure_png
 
     if not worst:
         return None

@@ -26,11 +26,8 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlparse
 
-import numpy as np
-
 from mia_bench.distributed import is_global_zero
 from mia_bench.errors import ConfigError
-from mia_bench.io import load_npz
 
 log = logging.getLogger(__name__)
 PROBE_TIMEOUT_S = 3.0
@@ -142,7 +139,7 @@ class Tracker:
 
     def log_run(self, record: Any, paths: Any, info: Any = None) -> None:
         """After the record is written: ROC curves, metrics table, samples grid, the record artifact."""
-        from mia_bench import tracking_media as media
+        from mia_bench.report import media
 
         self.guard("the results", lambda: media.log_results(self.run, record, paths, info))
         self.guard("the record artifact", lambda: self._log_record_artifact(record, paths))
@@ -210,27 +207,10 @@ def log_leaderboard(mode: str | WandbMode, entries: list[dict[str, Any]], *, res
                     project: str = "mia_bench", figures: Sequence[Path] = ()) -> str | None:
     """Log the leaderboard (one W&B table per suite) and its figures (the frontier PNGs, keyed
     `figures/<file stem>`) in a run of its own; returns the run id."""
-    from mia_bench import tracking_media as media
+    from mia_bench.report import media
 
     with Tracker.start(mode, results_dir=results_dir, name="leaderboard", job_type="leaderboard",
                        project=project) as tracker:
         tracker.guard("the leaderboard", lambda: media.log_leaderboard_tables(tracker.run, entries))
         tracker.guard("the leaderboard's figures", lambda: media.log_figures(tracker.run, figures))
         return tracker.run_id
-
-
-def roc_points(scores: np.ndarray, is_member: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Full empirical ROC (sklearn, no point dropped): fpr, tpr, both (K,) non-decreasing."""
-    from sklearn.metrics import roc_curve
-
-    fpr, tpr, _ = roc_curve(np.asarray(is_member, bool), np.asarray(scores, float), drop_intermediate=False)
-    return fpr, tpr
-
-
-def load_scores(path: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """(is_member (N,) bool, {attack: (N,) float, higher = member}) from a run's scores.npz. Protocol v2's
-    (T, P) scores and membership are pooled (flattened), as its metrics are."""
-    raw = load_npz(path)
-    member = raw["inside"] if "inside" in raw else raw["is_member"]
-    return member.astype(bool).ravel(), {k.split("/", 1)[1]: v.ravel() for k, v in raw.items()
-                                         if k.startswith("score/")}

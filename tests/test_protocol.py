@@ -172,7 +172,7 @@ def test_the_run_table_reads_at_100_columns(overfit_none):
 
 
 def test_exposure_figure_shows_table_rows_as_rows(tmp_path):
-    from mia_bench.plots import ExposedRecord, exposure_png
+    from mia_bench.report.plots import ExposedRecord, exposure_png
 
     rows = [ExposedRecord(record=np.linspace(-1, 1, 14) * (i + 1) / 4, nearest=np.zeros(14), gap=3.0 - i,
                           record_id=10 + i, canary=i == 0) for i in range(4)]

@@ -111,7 +111,7 @@ def test_wandb_failures_never_fail_the_run(tmp_path, monkeypatch):
     assert record.wandb_run_id is None and record.attacks
     monkeypatch.undo()
 
-    from mia_bench import tracking_media
+    from mia_bench.report import media as tracking_media
 
     monkeypatch.setattr(tracking_media, "log_results", broken)  # logging fails mid-run: the record stays
     with tracking.for_run("offline", resolved, 1, results_dir=tmp_path) as tracker:

@@ -173,7 +173,7 @@ def test_leaderboard_shows_utility_and_links_a_deterministic_plot(tmp_path):
 
 
 def test_dwp_plots_are_written_for_binary_tables(tmp_path):
-    from mia_bench.plots import scatter_png
+    from mia_bench.report.plots import scatter_png
 
     path = scatter_png(tmp_path / "dwp.png", np.array([0.1, 0.5]), np.array([0.2, 0.4]), title="DWP", xlabel="r",
                        ylabel="s")

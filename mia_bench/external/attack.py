@@ -2,9 +2,9 @@
 to its access level, built from what the user gave (samples, generator, discriminator), and scores the
 --train records (members) against the scored hold-out records (non-members); higher score = member.
 
-Only attacks that need no mia_bench training recipe run here: shadow, reference and local models are
-trained with a mia_bench defense's recipe (LiRA, calibrated GAN-Leaks, LOGAN-bb, over-representation),
-which an external model does not have; they are listed as skipped, with the reason, in the record.
+Only attacks that need no training recipe run here. Shadow, reference and local models (LiRA, calibrated
+GAN-Leaks, LOGAN-bb) need the user's recipe (--recipe, shadow.py runs them); without it they are listed
+as skipped, with the reason, in the record.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from mia_bench.metrics.privacy import privacy_report
 # attack -> what of the user's release it needs beyond its access level's samples
 RUNNABLE = {"ganleaks_fbb": "samples", "monte_carlo": "samples", "domias": "samples",
             "ganleaks_pbb": "generator", "ganleaks_wb": "generator", "logan_wb": "discriminator"}
-NEEDS_RECIPE = "trains shadow / reference / local models with a mia_bench defense's recipe, which an external model has not"
+NEEDS_RECIPE = "trains shadow / reference / local models: give --recipe module:callable (and --shadows K)"
 
 
 @dataclass
@@ -74,7 +74,7 @@ def plan(release: Release) -> tuple[list[str], dict[str, str]]:
     return run, skipped
 
 
-def _info(data: AuditData) -> DataInfo:
+def data_info(data: AuditData) -> DataInfo:
     kind = DataKind.IMAGE if data.kind == "image" else DataKind.TABULAR
     spans = data.encoding.spans if hasattr(data.encoding, "spans") else ()
     return DataInfo(name="external", shape=data.shape, n_classes=0, kind=kind, categorical=spans)
@@ -87,7 +87,7 @@ def run_attacks(data: AuditData, release: Release, names: list[str], *, fprs: tu
     x = torch.from_numpy(np.concatenate([data.train, data.holdout]))
     y = torch.zeros(x.shape[0], dtype=torch.int64)
     is_member = np.r_[np.ones(len(data.train), bool), np.zeros(len(data.holdout), bool)]
-    info = _info(data)
+    info = data_info(data)
     samples = release.samples if release.samples is not None else np.zeros((0, *data.shape), np.float32)
     released = Released(x=torch.from_numpy(samples), y=None)
     knowledge = AttackerKnowledge(data={"attacker_aux": (torch.from_numpy(data.reference),
@@ -106,10 +106,17 @@ def run_attacks(data: AuditData, release: Release, names: list[str], *, fprs: tu
             attack = cls(config=cls.Config(), seed=seed)
             attack.fit(view, knowledge)
             scores = attack.score(view, x, y, ids=np.arange(x.shape[0]))
-            metrics = privacy_report(scores, is_member, fprs=fprs, n_boot=n_boot, seed=seed)
-            metrics["underpowered"] = [k for k in metrics if k.startswith("tpr@") and metrics[k]["detail"]["underpowered"]]
+            metrics = measure(scores, is_member, fprs=fprs, n_boot=n_boot, seed=seed)
             attacks[name] = {**attack.describe(), "metrics": metrics, "canaries": {},
                              "seconds": round(time.perf_counter() - t0, 3)}
             raw[f"score/{name}"] = scores.astype(np.float32)
             bar.advance()
     return attacks, raw
+
+
+def measure(scores: np.ndarray, is_member: np.ndarray, *, fprs: tuple[float, ...], n_boot: int, seed: int) -> dict:
+    """privacy_report of (M + H,) scores (intervals: stratified bootstrap over records) plus the list of
+    underpowered FPRs (fewer than 10/x non-members), as protocol v2 records it."""
+    metrics = privacy_report(scores, is_member, fprs=fprs, n_boot=n_boot, seed=seed)
+    metrics["underpowered"] = [k for k in metrics if k.startswith("tpr@") and metrics[k]["detail"]["underpowered"]]
+    return metrics

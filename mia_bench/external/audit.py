@@ -21,8 +21,8 @@ import numpy as np
 
 from mia_bench.errors import MiaBenchError
 from mia_bench.external import gate as gates
-from mia_bench.external import inputs
-from mia_bench.external.attack import Release, plan, run_attacks
+from mia_bench.external import inputs, shadow
+from mia_bench.external.attack import Release, measure, plan, run_attacks
 from mia_bench.external.models import as_discriminator, as_generator, load_spec
 from mia_bench.io import atomic_save_npz
 
@@ -60,11 +60,14 @@ def output_folder(out: Path | None, name: str, results_dir: Path = Path("results
 def audit_release(*, train: Path, holdout: Path, synthetic: Path | None = None, generator: str | None = None,
                   discriminator: str | None = None, reference: Path | None = None, out: Path | None = None,
                   name: str = "audit", fail_above: list[str] | None = None, n_samples: int = 2000,
-                  n_boot: int = 200, seed: int = 0, results_dir: Path = Path("results")) -> AuditResult:
+                  n_boot: int = 200, seed: int = 0, results_dir: Path = Path("results"), recipe: str | None = None,
+                  shadows: int = 16) -> AuditResult:
     """Audit the release; returns the record and the paths of record.json, report.md and report.html.
 
     Scores: (M + H,) per attack, higher = member; members are the --train records, non-members the scored
-    hold-out records. Raises MiaBenchError (exit 2) for any bad input, before anything is written."""
+    hold-out records. recipe: module:callable that trains the user's model (shadow.py), which unlocks LiRA
+    with `shadows` shadow models, calibrated GAN-Leaks and LOGAN-bb. Raises MiaBenchError (exit 2) for any
+    bad input (a bad recipe: at its first model), before anything is written."""
     from mia_bench import protocol
     from mia_bench.report import audit_report
     from mia_bench.results import RunRecord, environment, now_iso
@@ -73,6 +76,10 @@ def audit_release(*, train: Path, holdout: Path, synthetic: Path | None = None, 
     gate_list = [gates.parse(g) for g in fail_above or []]
     if synthetic is None and generator is None and discriminator is None:
         raise MiaBenchError("nothing to audit: give --synthetic FILE, --generator SPEC and/or --discriminator SPEC")
+    user_recipe = None
+    if recipe is not None:  # its signature and K, before any file is read
+        user_recipe = shadow.UserRecipe(recipe)
+        shadow.check_shadows(shadows)
     fprs = sorted({0.001, 0.01, 0.1} | {g.fpr for g in gate_list if g.fpr is not None})
     folder, fresh_note = output_folder(out, name, results_dir)
     data = inputs.load(train=train, holdout=holdout, synthetic=synthetic, reference=reference,
@@ -90,15 +97,33 @@ def audit_release(*, train: Path, holdout: Path, synthetic: Path | None = None, 
         data.notes.append(f"no --synthetic: {n_samples} samples drawn from --generator")
     release = Release(samples=samples, generator=gen, discriminator=disc)
     names, skipped = plan(release)
+    bank = None
+    if user_recipe is not None:
+        bank = shadow.train_bank(user_recipe, data, k=shadows, seed=seed)
+        shadow_names, shadow_skipped = shadow.plan(release, bank)
+        how = ("in mia_bench's space, on the encoded features the attacks score" if user_recipe.native else
+               "on the records in the --train file's units; its models' samples are encoded as the real records")
+        data.notes.append(f"--recipe {recipe} trains {how}")
+        data.notes.append(f"--recipe {recipe}: {shadows} shadow models on random halves of the "
+                          f"{bank.inside.shape[1]} scored records, and a reference model on the "
+                          f"{len(data.reference)} reference records ({bank.seconds:.0f} s)")
+        skipped = {k: v for k, v in {**skipped, **shadow_skipped}.items() if k not in shadow_names}
     if not names:
         raise MiaBenchError("no attack can run on what was given; give --synthetic or --generator")
     attacks, raw = run_attacks(data, release, names, fprs=tuple(fprs), n_boot=n_boot, seed=seed)
+    if bank is not None and user_recipe is not None:
+        is_member = np.r_[np.ones(len(data.train), bool), np.zeros(len(data.holdout), bool)]
+        more, more_raw = shadow.run(shadow_names, recipe=user_recipe, bank=bank, data=data, release=release, seed=seed,
+                                    measure=lambda s: measure(s, is_member, fprs=tuple(fprs), n_boot=n_boot, seed=seed))
+        attacks.update(more)
+        raw.update(more_raw)
     worst = {lv: w for lv, w in protocol.worst_case(attacks).items() if lv in release.levels()}
     breaches = gates.check(gate_list, attacks)
     config = {"train": str(train), "holdout": str(holdout), "synthetic": None if synthetic is None else str(synthetic),
               "generator": generator, "discriminator": discriminator,
               "reference": None if reference is None else str(reference), "fail_above": [str(g) for g in gate_list],
-              "n_samples": n_samples, "bootstrap": n_boot, "fprs": fprs}
+              "n_samples": n_samples, "bootstrap": n_boot, "fprs": fprs, "recipe": recipe,
+              "shadows": shadows if recipe is not None else None}
     digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
     data_digest = hashlib.sha256(data.train.tobytes() + data.holdout.tobytes()).hexdigest()
     record = RunRecord(
@@ -110,6 +135,7 @@ def audit_release(*, train: Path, holdout: Path, synthetic: Path | None = None, 
         labels=[EXTERNAL_LABEL],
         diagnostics={"skipped_attacks": skipped, "notes": data.notes, "encoding": data.encoding_note(),
                      "intervals": INTERVALS, "reference": data.reference_source, "levels": release.levels(),
+                     "recipe": None if bank is None else {"spec": recipe, **bank.describe()},
                      "gates": [{"gate": str(b.gate), "attack": b.attack, "access": b.access, "observed": b.observed}
                                for b in breaches]},
         environment=environment(), wall_time_s=round(time.perf_counter() - t0, 3), created_at=now_iso(),

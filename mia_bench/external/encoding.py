@@ -30,6 +30,10 @@ class Affine:
     def encode(self, x: np.ndarray) -> np.ndarray:
         return ((x - self.lo) / (self.hi - self.lo) * 2 - 1).astype(np.float32)
 
+    def decode(self, x: np.ndarray) -> np.ndarray:
+        """Records in mia_bench's space -> the --train file's units (what a --recipe trains on), float64."""
+        return (np.asarray(x, np.float64) + 1) / 2 * (self.hi - self.lo) + self.lo
+
     def decode_torch(self, x):  # noqa: ANN001, ANN201 - torch.Tensor -> torch.Tensor (differentiable)
         import torch
 
@@ -135,6 +139,20 @@ class TextTable:
                 onehot[np.flatnonzero(hit >= 0), hit[hit >= 0]] = 1.0
                 blocks.append(onehot)
         return np.concatenate(blocks, axis=1).astype(np.float32)
+
+    def decode(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """(N, D) encoded records -> {column: (N,) values}: numeric columns back in their units (float64),
+        text columns the category of the largest one-hot entry (str). What a --recipe trains on."""
+        out, j = {}, 0
+        for c in self.columns:
+            if c.numeric:
+                out[c.name] = (x[:, j].astype(np.float64) + 1) / 2 * (c.hi - c.lo) + c.lo
+                j += 1
+            else:
+                k = len(c.categories)
+                out[c.name] = np.asarray(c.categories, dtype=str)[np.argmax(x[:, j:j + k], axis=1)]
+                j += k
+        return out
 
     def describe(self) -> str:
         num = [c.name for c in self.columns if c.numeric]

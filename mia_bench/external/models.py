@@ -157,6 +157,8 @@ def as_discriminator(obj: Any, *, shape: tuple[int, ...], encoding: Affine | Tex
 
     def disc(x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         out = obj(encoding.decode_torch(x.double()).float())
+        if isinstance(out, np.ndarray):  # a recipe model's numpy scores (no gradients needed of them)
+            out = torch.from_numpy(out)
         if not isinstance(out, torch.Tensor) or out.reshape(-1).shape[0] != x.shape[0]:
             got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
             raise MiaBenchError(f"{what} returned {got} for {x.shape[0]} records; it must return (n,) or (n, 1) scores")

@@ -38,7 +38,7 @@ from mia_bench.metrics.dwp import dimension_wise_prediction, dimension_wise_prob
 from mia_bench.metrics.evaluator import Evaluator, evaluator_ids, get_evaluator
 from mia_bench.metrics.fidelity import fidelity_missing, inception_fid
 from mia_bench.nets.classifier import TrainRecipe, accuracy, fit_classifier, predict, seeded_classifier
-from mia_bench.plots import scatter_png
+from mia_bench.report.plots import scatter_png
 
 if TYPE_CHECKING:
     from mia_bench.config import UtilityConfig

@@ -130,23 +130,33 @@ def loo_scores(target_stats: np.ndarray, ref_stats: np.ndarray, inside: np.ndarr
     rng = np.random.default_rng(7)
     for t in range(t_n):
         keep = np.arange(t_n) != t
-        ref, m_in, m_out = _equal_groups(ref_stats[keep], inside[keep], rng)
-        mu_out, sd_out = _masked_fit(ref, m_out, global_variance)
-        if mode == "offline":
-            out[t] = offline_score(target_stats[t], mu_out, sd_out)
-            continue
-        mu_in, sd_in = _masked_fit(ref, m_in, global_variance)
-        mu_in = _shrunk_in_means(mu_in, mu_out, sd_in, sd_out, m_in.sum(0), m_out.sum(0))
-        # monotone in the loss: beyond the IN mean (more member-like than a typical IN model) a record scores
-        # the ratio at the IN mean plus its distance beyond it in IN spreads. Without this, with sd_in < sd_out
-        # the Gaussian ratio falls again below the IN mean, and a memorizer's members, far below every
-        # reference model's losses, score as non-members.
-        lower = mu_in < mu_out  # the side of the IN mean where members lie
-        s = target_stats[t]
-        beyond = np.where(lower, mu_in - s, s - mu_in).clip(min=0.0) / sd_in
-        s_t = np.where(lower, np.maximum(s, mu_in), np.minimum(s, mu_in))
-        out[t] = norm.logpdf(s_t, mu_in, sd_in) - norm.logpdf(s_t, mu_out, sd_out) + beyond
+        out[t] = ratio_scores(target_stats[t], ref_stats[keep], inside[keep], mode=mode,
+                              global_variance=global_variance, rng=rng)
     return out
+
+
+def ratio_scores(target: np.ndarray, ref: np.ndarray, inside: np.ndarray, *, mode: str, global_variance: bool,
+                 rng: np.random.Generator) -> np.ndarray:
+    """(P,) LiRA scores (higher = member) of one target's statistics target (P,) (a loss, lower = member)
+    against R reference models: ref (R, P) their statistics, inside (R, P) which records each trained on
+    (every record IN for some and OUT for others, as LiRA's balanced halves give). The per-record IN and
+    OUT Gaussians are fitted as loo_scores describes (even groups, shrunk IN gaps, monotone beyond the IN
+    mean); offline uses the OUT one alone. Also the external audit's LiRA (mia_bench/external/shadow.py):
+    the user's model against shadows of the user's recipe."""
+    ref, m_in, m_out = _equal_groups(ref, np.asarray(inside, bool), rng)
+    mu_out, sd_out = _masked_fit(ref, m_out, global_variance)
+    if mode == "offline":
+        return offline_score(target, mu_out, sd_out)
+    mu_in, sd_in = _masked_fit(ref, m_in, global_variance)
+    mu_in = _shrunk_in_means(mu_in, mu_out, sd_in, sd_out, m_in.sum(0), m_out.sum(0))
+    # monotone in the loss: beyond the IN mean (more member-like than a typical IN model) a record scores
+    # the ratio at the IN mean plus its distance beyond it in IN spreads. Without this, with sd_in < sd_out
+    # the Gaussian ratio falls again below the IN mean, and a memorizer's members, far below every
+    # reference model's losses, score as non-members.
+    lower = mu_in < mu_out  # the side of the IN mean where members lie
+    beyond = np.where(lower, mu_in - target, target - mu_in).clip(min=0.0) / sd_in
+    s_t = np.where(lower, np.maximum(target, mu_in), np.minimum(target, mu_in))
+    return norm.logpdf(s_t, mu_in, sd_in) - norm.logpdf(s_t, mu_out, sd_out) + beyond
 
 
 def _shrunk_in_means(mu_in: np.ndarray, mu_out: np.ndarray, sd_in: np.ndarray, sd_out: np.ndarray,

@@ -94,17 +94,50 @@ def exposed_png(rows: list) -> bytes:
     return _png(fig)
 
 
-def _fmt(m: dict) -> str:
+def table_row(data: Any, rec: np.ndarray, width: int = 12) -> str:
+    """A table record in the --train file's units (decoded), `column=value` when the file has a header."""
+    dec = data.encoding.decode(np.asarray(rec).reshape(1, -1))
+    if isinstance(dec, dict):
+        cells = [f"{k}={_cell(v[0])}" for k, v in dec.items()]
+    else:
+        cells = [_cell(v) for v in dec.ravel()]
+    return ", ".join(cells[:width]) + (", ..." if len(cells) > width else "")
+
+
+def _cell(v: Any) -> str:
+    return f"{float(v):.4g}" if isinstance(v, (float, np.floating)) else str(v)
+
+
+DAGGER_NOTE = "† underpowered: fewer than 10/x non-member scores at FPR x"
+GENERATORS = ("mia-bench audit-release", "mia-bench report")  # the marker of a report this code wrote
+
+
+def underpowered(metrics: dict) -> set[str]:
+    """The metric keys measured on fewer than 10/x non-members (a list in pooled / audit records, a per-metric
+    flag in protocol v1 records), the runner's rule."""
+    flagged = metrics.get("underpowered")
+    if isinstance(flagged, list):
+        return set(flagged)
+    return {k for k, m in metrics.items() if isinstance(m, dict) and m.get("detail", {}).get("underpowered")}
+
+
+def _fmt(m: dict | None, flag: bool = False) -> str:
+    if not m:
+        return "-"
     ci = m.get("ci")
-    return f"{m['value']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+    return f"{m['value']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "") + ("†" if flag else "")
+
+
+def _metric(metrics: dict, key: str) -> str:
+    return _fmt(metrics.get(key), key in underpowered(metrics))
 
 
 def verdict_lines(record: Any) -> list[str]:
     lines = []
     for level, pick in record.worst_case.items():
         m = pick["metrics"]
-        lines.append(f"{level}: {pick['attack']}: TPR@1%FPR {_fmt(m['tpr@1%fpr'])} (chance 0.010), "
-                     f"TPR@0.1%FPR {_fmt(m['tpr@0.1%fpr'])} (chance 0.001), AUC {_fmt(m['auc'])} (chance 0.5)")
+        lines.append(f"{level}: {pick['attack']}: TPR@1%FPR {_metric(m, 'tpr@1%fpr')} (chance 0.010), "
+                     f"TPR@0.1%FPR {_metric(m, 'tpr@0.1%fpr')} (chance 0.001), AUC {_metric(m, 'auc')} (chance 0.5)")
     return lines
 
 
@@ -118,41 +151,59 @@ def meaning(record: Any) -> str:
 
 
 def write(folder: Path, *, record: Any, raw: dict[str, np.ndarray], data: Any, samples: np.ndarray | None) -> tuple[Path, Path]:
+    """The external audit's report (generator: mia-bench audit-release)."""
     is_member = np.r_[np.ones(len(data.train), bool), np.zeros(len(data.holdout), bool)]
-    widest = list(record.worst_case)[-1]
-    strongest = record.worst_case[widest]["attack"]
+    strongest = record.worst_case[list(record.worst_case)[-1]]["attack"]
     rows = exposed(data, samples, raw[f"score/{strongest}"])
-    figs = {"roc": roc_png(raw, is_member), "hist": hist_png(raw[f"score/{strongest}"], is_member, strongest)}
-    if data.kind == "image":
-        figs["exposed"] = exposed_png(rows)
     d = record.diagnostics
-    head = [f"# Membership-inference audit: {record.defense}", "", "## Verdict", "", meaning(record), ""]
-    head += [f"- {line}" for line in verdict_lines(record)]
-    head += ["", f"Intervals: {d['intervals']}.", f"Encoding: {d['encoding']}.", f"Reference data: {d['reference']}."]
-    head += [f"Note: {n}" for n in d["notes"]]
-    if d["gates"]:
-        head += ["", "## Privacy gate: FAILED"] + [f"- {g['gate']}: {g['attack']} ({g['access']}) {g['observed']:.3f}"
-                                                  for g in d["gates"]]
+    info = [f"Intervals: {d['intervals']}.", f"Encoding: {d['encoding']}.", f"Reference data: {d['reference']}."]
+    info += [f"Note: {n}" for n in d["notes"]]
+    gates = [f"{g['gate']}: {g['attack']} ({g['access']}) {g['observed']:.3f}" for g in d["gates"]]
+    table = None if data.kind == "image" else [(i, s, table_row(data, rec), None if near is None else
+                                                table_row(data, near)) for i, s, rec, near in rows]
+    return render(folder, record=record, raw=raw, is_member=is_member, info=info, gates=gates,
+                  skipped=d["skipped_attacks"], image_rows=rows if data.kind == "image" else None, table_rows=table,
+                  generator=GENERATORS[0])
+
+
+def render(folder: Path, *, record: Any, raw: dict[str, np.ndarray], is_member: np.ndarray, info: list[str],
+           gates: list[str], skipped: dict[str, str], image_rows: list | None, table_rows: list | None,
+           generator: str, title: str | None = None) -> tuple[Path, Path]:
+    """report.md and report.html in `folder`: verdict, notes, attacks (with † for underpowered metrics), ROC,
+    score histograms of the strongest attack, most exposed records. raw: {score/<attack>: flat scores}
+    aligned with is_member."""
+    strongest = record.worst_case[list(record.worst_case)[-1]]["attack"]
+    figs = {"roc": roc_png(raw, is_member), "hist": hist_png(raw[f"score/{strongest}"], is_member, strongest)}
+    if image_rows:
+        figs["exposed"] = exposed_png(image_rows)
+    head = [f"# Membership-inference {'audit' if title is None else 'report'}: {title or record.defense}", "",
+            "## Verdict", "", meaning(record), ""]
+    head += [f"- {line}" for line in verdict_lines(record)] + [""] + info
+    if gates:
+        head += ["", "## Privacy gate: FAILED"] + [f"- {g}" for g in gates]
+    cols = ("auc", "tpr@1%fpr", "tpr@0.1%fpr")
     table = ["", "## Attacks", "", "| attack | access | AUC | TPR@1%FPR | TPR@0.1%FPR |", "|---|---|---|---|---|"]
-    table += [f"| {n} | {a['access']} | {_fmt(a['metrics']['auc'])} | {_fmt(a['metrics']['tpr@1%fpr'])} | "
-              f"{_fmt(a['metrics']['tpr@0.1%fpr'])} |" for n, a in record.attacks.items()]
-    table += ["", "Skipped: " + "; ".join(f"{k} ({v})" for k, v in d["skipped_attacks"].items())]
+    table += [f"| {n} | {a['access']} | " + " | ".join(_metric(a["metrics"], c) for c in cols) + " |"
+              for n, a in record.attacks.items()]
+    flagged = any(c in underpowered(a["metrics"]) for a in record.attacks.values() for c in cols)
+    table += ["", DAGGER_NOTE] if flagged else []
+    table += ["", "Skipped: " + "; ".join(f"{k} ({v})" for k, v in skipped.items())] if skipped else []
     tab_rows = []
-    if data.kind != "image":
+    if table_rows:
         tab_rows = ["", "## Most exposed training records (record, then its nearest released sample)", ""]
-        for i, s, rec, near in rows:
-            tab_rows.append(f"- train #{i} score {s:.3g}: {np.round(rec.ravel()[:12], 2).tolist()}"
-                            + ("" if near is None else f" | nearest {np.round(near.ravel()[:12], 2).tolist()}"))
-    md_text = "\n".join(head + table + tab_rows + ["", "Figures: report.html."]) + "\n"
-    atomic_write_text(folder / "report.md", md_text)
+        tab_rows += [f"- train #{i} score {s:.3g}: {rec}" + ("" if near is None else f" | nearest: {near}")
+                     for i, s, rec, near in table_rows]
+    md_text = "\n".join([f"<!-- written by {generator} -->", *head, *table, *tab_rows, "", "Figures: report.html."])
+    atomic_write_text(folder / "report.md", md_text + "\n")
     body = "".join(f"<p>{html.escape(line)}</p>" if not line.startswith("#") else
                    f"<h{line.count('#')}>{html.escape(line.lstrip('# '))}</h{line.count('#')}>"
                    for line in (head + table + tab_rows) if line and not line.startswith("|"))
-    rows_html = "".join(f"<tr><td>{html.escape(n)}</td><td>{a['access']}</td><td>{_fmt(a['metrics']['auc'])}</td>"
-                        f"<td>{_fmt(a['metrics']['tpr@1%fpr'])}</td><td>{_fmt(a['metrics']['tpr@0.1%fpr'])}</td></tr>"
+    rows_html = "".join(f"<tr><td>{html.escape(n)}</td><td>{a['access']}</td>"
+                        + "".join(f"<td>{_metric(a['metrics'], c)}</td>" for c in cols) + "</tr>"
                         for n, a in record.attacks.items())
     imgs = "".join(f'<img alt="{k}" src="data:image/png;base64,{base64.b64encode(v).decode()}">' for k, v in figs.items())
-    page = ("<!doctype html><html><head><meta charset='utf-8'><title>audit</title><style>body{font-family:sans-serif;"
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><meta name='generator' content='{generator}'>"
+            "<title>membership-inference report</title><style>body{font-family:sans-serif;"
             "max-width:1100px;margin:2em auto}td,th{border:1px solid #bbb;padding:3px 8px}table{border-collapse:collapse}"
             "img{max-width:100%;display:block;margin:1em 0}</style></head><body>" + body
             + "<table><tr><th>attack</th><th>access</th><th>AUC</th><th>TPR@1%FPR</th><th>TPR@0.1%FPR</th></tr>"

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mia_bench.plots import _pyplot, _save
 from mia_bench.report.pages import frontier_name, utility_metrics
+from mia_bench.report.plots import _pyplot, _save
 from mia_bench.report.ranking import LEVELS, Floor, Point, pareto_front, suite_points
 
 TPR1 = "tpr@1%fpr"

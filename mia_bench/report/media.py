@@ -1,6 +1,7 @@
 """What a W&B run shows of a benchmark run: ROC curves, the metrics table, released samples, leaderboard.
 
-Called by mia_bench.tracking on an open run; every function takes the run explicitly (no global state).
+Called by mia_bench.tracking on an open run; every function takes the run explicitly (no global state). This
+module imports nothing of tracking.py (tracking imports it), so there is no import circle.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ def log_results(run: Any, record: Any, paths: Any, info: Any = None) -> None:
     samples grid."""
     import wandb
 
-    from mia_bench.tracking import load_scores, roc_points
 
     run.summary.update(summary_scalars(record))
     is_member, scores = load_scores(paths.scores)
@@ -157,3 +157,20 @@ def log_leaderboard_tables(run: Any, entries: list[dict[str, Any]]) -> None:
 
     columns, rows = leaderboard_rows(entries)
     run.log({"leaderboard": wandb.Table(columns=list[str | int](columns), data=rows)})
+
+
+def roc_points(scores: np.ndarray, is_member: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Full empirical ROC (sklearn, no point dropped): fpr, tpr, both (K,) non-decreasing."""
+    from sklearn.metrics import roc_curve
+
+    fpr, tpr, _ = roc_curve(np.asarray(is_member, bool), np.asarray(scores, float), drop_intermediate=False)
+    return fpr, tpr
+
+
+def load_scores(path: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(is_member (N,) bool, {attack: (N,) float, higher = member}) from a run's scores.npz. Protocol v2's
+    (T, P) scores and membership are pooled (flattened), as its metrics are."""
+    raw = load_npz(path)
+    member = raw["inside"] if "inside" in raw else raw["is_member"]
+    return member.astype(bool).ravel(), {k.split("/", 1)[1]: v.ravel() for k, v in raw.items()
+                                         if k.startswith("score/")}

@@ -194,3 +194,23 @@ def test_a_record_of_pooled_metrics_ranks_with_its_bootstrap_interval():
     assert row.rank == 1 and [iv.lo, iv.hi] == metrics["tpr@1%fpr"]["ci"] and iv.mean == metrics["tpr@1%fpr"]["value"]
     assert row.point.privacy("samples", "tpr@1%fpr", canaries=True).n == 1
 
+
+
+def test_a_partial_grid_says_which_cells_are_missing_above_its_tables():
+    """The digits suite's grid is its `defenses:` x every operating point of their YAMLs; a page built from
+    some of those cells says how many it holds and names the rest, so a partial ranking is never mistaken
+    for the whole benchmark."""
+    from mia_bench.config import defense_sweep
+    from mia_bench.grid import suite_defenses
+    from mia_bench.report.pages import render_suite_v2
+
+    entries = [v2_entry("none", "full", 0, suite="digits"), v2_entry("none", "half", 1, suite="digits"),
+               v2_entry("megan", "lh1", 1, suite="digits")]
+    page = render_suite_v2(entries)
+    total = sum(len(s.points) if (s := defense_sweep(d)) else 1 for d in suite_defenses("digits"))
+    line = next(ln for ln in page.splitlines() if ln.startswith("**Partial grid:**"))
+    assert f"3 of the {total} (defense, operating point) cells" in line
+    assert "`none` (`quarter`, `eighth`)" in line and "`megan` (`lh0.1`, `lh3`)" in line
+    assert "`dpgan` (all points)" in line and "`megan` (`lh1`" not in line
+    assert page.index("**Partial grid:**") < page.index("### Threat model")
+    assert "Partial grid" not in render_suite_v2([v2_entry("none", "full", 0)])  # suite "s" has no YAML: no claim

@@ -90,6 +90,28 @@ def floor_text(floor: Floor) -> str:
             + "; ".join(rules) + ".")
 
 
+def coverage(suite: str, points: list[Point]) -> list[str]:
+    """What of the suite's grid (its `defenses:` x every operating point, from the committed YAMLs) the
+    entries hold: a partial grid says so above its tables. [] when the suite's YAML cannot be read."""
+    from mia_bench.config import defense_sweep
+    from mia_bench.errors import ConfigError
+    from mia_bench.grid import suite_defenses
+
+    try:
+        grid = {d: [p.name for p in sweep.points] if (sweep := defense_sweep(d)) else [""] for d in suite_defenses(suite)}
+    except (ConfigError, OSError):
+        return []
+    have = {(p.defense, p.name) for p in points}
+    missing = {d: [n for n in names if (d, n) not in have] for d, names in grid.items()}
+    total, todo = sum(map(len, grid.values())), sum(map(len, missing.values()))
+    if not todo:
+        return []
+    runs = "; ".join(f"`{d}` ({'all points' if len(m) == len(grid[d]) else ', '.join(f'`{n}`' for n in m)})"
+                     for d, m in missing.items() if m)
+    return [f"**Partial grid:** {total - todo} of the {total} (defense, operating point) cells of this suite have "
+            f"entries; the rankings below are among those only. Not yet run: {runs}.", ""]
+
+
 def render_suite_v2(entries: list[dict[str, Any]]) -> str:
     """The suite's section of LEADERBOARD.md."""
     points = suite_points(entries)
@@ -103,6 +125,7 @@ def render_suite_v2(entries: list[dict[str, Any]]) -> str:
              "per attack. For each threat model, each defense at its most private operating point that clears "
              "the utility floor, ranked by the worst case over the attacks that access allows (pooled TPR at 1% "
              "FPR, then at 0.1%, then AUC; lower is more private). " + floor_text(floor), ""]
+    lines += coverage(suite, points)
     for level in LEVELS:
         table = rank_level(points, floor, level)
         lines += [f"### Threat model `{level}`: the attacker has {LEVEL_TEXT[level]}", ""]

@@ -248,7 +248,8 @@ def test_the_papers_squared_calibration_cannot_single_out_a_memorizers_members(d
         for seed in range(5):
             p = torch.from_numpy(np.random.default_rng(seed).permutation(x.shape[0]))
             members, non_members, aux = x[p[:500]], x[p[500:1000]], x[p[1000:1247]]
-            nearest = lambda q, s: torch.cdist(q, s).min(1).values ** (2 if squared else 1)  # noqa: E731
+            power = 2 if squared else 1
+            nearest = lambda q, s, power=power: torch.cdist(q, s).min(1).values ** power  # noqa: E731
             # score = -(L - L_ref): a member's L is 0, a non-member's its nearest-member distance
             scores = torch.cat([nearest(members, aux), nearest(non_members, aux) - nearest(non_members, members)])
             label = np.r_[np.ones(500), np.zeros(500)]

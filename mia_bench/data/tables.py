@@ -36,15 +36,18 @@ def _path(cfg: DatasetConfig, sub: str, default: str) -> Path:
     return file if file.is_absolute() else Path(cfg.root) / sub / file
 
 
-def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
+def read_csv(path: Path, what: str = "") -> tuple[list[str], list[list[str]]]:
+    """(header, rows of stripped cells) of a CSV file; blank lines skipped. what: how errors name the file."""
+    name = f"{what} {path}" if what else str(path)
     with path.open(newline="") as f:
         rows = [[c.strip() for c in r] for r in csv.reader(f, skipinitialspace=True) if r and any(c.strip() for c in r)]
     if len(rows) < 2:
-        raise DataError(f"{path} needs a header row and at least one record")
+        raise DataError(f"{name} needs a header row and at least one record")
     header, body = rows[0], rows[1:]
     bad = next((i for i, r in enumerate(body, start=2) if len(r) != len(header)), None)
     if bad is not None:
-        raise DataError(f"{path}:{bad}: {len(body[bad - 2])} cells, header has {len(header)}")
+        raise DataError(f"{name}:{bad}: {len(body[bad - 2])} cells, the header has {len(header)}; every row needs "
+                        "one cell per column")
     return header, body
 
 
@@ -67,7 +70,7 @@ def _binary_source(path: Path, label: str | None) -> tuple[np.ndarray, np.ndarra
         if label:
             raise DataError("options.label applies to CSV tables; store NPZ labels as array 'y'")
         return np.asarray(blob["x"]), blob.get("y")
-    header, body = _read_csv(path)
+    header, body = read_csv(path)
     x = np.array(body)
     if not label:
         return x, None
@@ -157,7 +160,7 @@ def load_tabular_csv(cfg: DatasetConfig) -> ArrayDataset:
         raise DataError(f"table {path} not found: put a CSV with a header row there (or set dataset.options.file)")
     if not cfg.options.get("label"):
         raise DataError("dataset 'tabular_csv' needs options.label, the name of the class column")
-    header, rows = _read_csv(path)
+    header, rows = read_csv(path)
     cat = cfg.options.get("categorical")
     x, y, spans = encode_mixed(header, rows, label=str(cfg.options["label"]), drop=list(cfg.options.get("drop", [])),
                                categorical=None if cat is None else list(cat), where=str(path))

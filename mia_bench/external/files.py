@@ -7,12 +7,12 @@ numeric tables as (N, D); CSV / parquet tables as a header and (N, C) string cel
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from mia_bench.data.tables import read_csv
 from mia_bench.errors import DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -115,15 +115,7 @@ def _image_folder(path: Path, what: str) -> np.ndarray:
 
 
 def _csv(path: Path, what: str) -> tuple[tuple[str, ...], np.ndarray]:
-    with path.open(newline="") as f:
-        rows = [[c.strip() for c in r] for r in csv.reader(f, skipinitialspace=True) if r and any(c.strip() for c in r)]
-    if len(rows) < 2:
-        raise DataError(f"{what} {path} needs a header row and at least one record")
-    header, body = rows[0], rows[1:]
-    bad = next((i for i, r in enumerate(body, start=2) if len(r) != len(header)), None)
-    if bad is not None:
-        raise DataError(f"{what} {path}:{bad}: {len(body[bad - 2])} cells, the header has {len(header)}; "
-                        "every row needs one cell per column")
+    header, body = read_csv(path, what)
     return tuple(header), np.array(body, dtype=str)
 
 

@@ -90,12 +90,12 @@ def check_controls(memorizer: RunRecord, independent: RunRecord, *, memorizer_au
         auc = _auc(memorizer, name)
         if exempt:
             floor = 0.5 - tolerance
-            checks.append(Check(name, "memorizer", seed, auc, f">= {floor:.2f} (exempt)",
+            checks.append(Check(name, "memorizer", seed, auc, f"≥ {floor:.2f} exempt",
                                 auc is not None and auc >= floor,
                                 "it scores the memorizer's members below chance: check its sign", exempt))
         else:
             tpr = _metric(memorizer, name, "tpr@1%fpr")
-            checks.append(Check(name, "memorizer", seed, auc, f">= {memorizer_auc:.2f} / {MEMORIZER_TPR:.1f}",
+            checks.append(Check(name, "memorizer", seed, auc, f"≥ {memorizer_auc:.2f} / {MEMORIZER_TPR:.1f}",
                                 auc is not None and auc >= memorizer_auc and (tpr is None or tpr >= MEMORIZER_TPR),
                                 memorizer_fix(name, memorizer.attacks.get(name, {}).get("settings")), tpr=tpr))
         auc = _auc(independent, name)

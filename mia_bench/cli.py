@@ -7,6 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -140,10 +141,10 @@ def cmd_audit(args: argparse.Namespace, console: Console) -> int:
         if any(r is None for r in records):  # a DDP rank other than 0: it only trained
             return 0
         checks += check_controls(*records, tolerance=CHANCE_TOLERANCE if args.tolerance is None else args.tolerance)
-    t = Table(title=f"audit of the {args.suite} suite's attacks against its controls",
-              caption="memorizer: AUC / TPR at 1% FPR at least; independent: AUC within 0.5 ± the tolerance")
-    for col in ("attack", "control", "seed", "AUC", "TPR@1%", "expected", ""):
-        t.add_column(col, justify="right" if col in ("seed", "AUC", "TPR@1%") else "left")
+    t = Table(title=f"audit of the {args.suite} suite's attacks against its controls", box=box.SIMPLE_HEAD,
+              pad_edge=False, caption="memorizer: AUC / TPR at 1% FPR at least; independent: AUC within 0.5 ± the tolerance")
+    for col in ("attack", "control", "seed", "AUC", "TPR@1%", "expected", ""):  # attack names never cut
+        t.add_column(col, justify="right" if col in ("seed", "AUC", "TPR@1%") else "left", no_wrap=col == "attack")
     for c in checks:
         t.add_row(c.attack, c.control, str(c.seed), "missing" if c.auc is None else f"{c.auc:.3f}",
                   "" if c.tpr is None else f"{c.tpr:.3f}", c.expected, "[green]pass[/]" if c.passed else "[bold red]FAIL[/]")

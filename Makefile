@@ -30,7 +30,7 @@ help: ## show this help
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q -c constraints.txt torch==2.13.0
-	$(PIP) install -q -c constraints.txt -e '.[dev]'
+	$(PIP) install -q -c constraints.txt -e '.[dev,ctgan]'  # ctgan: the tested CTGAN audit example
 	@if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
 		echo "GPU found: installing the inception extra (torch-fidelity)"; \
 		$(PIP) install -q -c constraints.txt -e '.[inception]'; \

@@ -172,7 +172,7 @@ def cmd_leaderboard(args: argparse.Namespace, console: Console) -> None:
     from mia_bench.guards import check_writable
     from mia_bench.leaderboard import load_entries, update_entries, write_leaderboard
     from mia_bench.results import RunRecord, find_records
-    from mia_bench.tables import entries_table
+    from mia_bench.tables import entries_table, level_tables
 
     if not Path(args.results_dir).is_dir():
         raise MiaBenchError(f"results folder {args.results_dir} does not exist: run `make bench` first, or pass "
@@ -188,9 +188,12 @@ def cmd_leaderboard(args: argparse.Namespace, console: Console) -> None:
     by_suite: dict[tuple[str, int], list[dict]] = defaultdict(list)
     for e in entries:
         by_suite[(e["suite"], int(e["suite_version"]))].append(e)
-    for (suite, version), group in sorted(by_suite.items()):
-        console.print(entries_table(group, f"{suite} (protocol v{version}): worst case over attacks, lower is "
-                                           "more private"))
+    for suite in sorted({s for s, _ in by_suite}):  # the newest protocol version of each suite
+        version = max(v for s, v in by_suite if s == suite)
+        group = by_suite[(suite, version)]
+        for table in (level_tables(group) if version >= 2 else [entries_table(
+                group, f"{suite} (protocol v{version}): worst case over attacks, lower is more private")]):
+            console.print(table)
     if args.wandb != "off":
         from mia_bench.tracking import log_leaderboard
 

@@ -148,3 +148,35 @@ def entries_table(entries: list[dict[str, Any]], title: str) -> Table:
                   _stat(lb.worst_case(e, "auc")), eps,
                   *([_stat(lb.utility_stat(e, main), 1)] if main else []), strongest)
     return t
+
+
+def level_tables(entries: list[dict[str, Any]]) -> list[Table]:
+    """A protocol-v2 suite's ranking in the terminal: per threat model, each defense at its most private
+    operating point above the utility floor (the same rows as LEADERBOARD.md), then the controls; defenses
+    with no point above the floor are named in the caption."""
+    from mia_bench.report.pages import TPR1, utility_metrics
+    from mia_bench.report.ranking import LEVELS, Floor, rank_level, suite_points
+
+    points = suite_points(entries)
+    floor = Floor.of(points)
+    util = utility_metrics(points, floor)
+    suite = entries[0]["suite"]
+    tables = []
+    for level in LEVELS:
+        table = rank_level(points, floor, level)
+        below = ", ".join(p.defense for p in table.below)
+        caption = ("at matched utility (floor: " + ", ".join(f"{SHORT_UTILITY.get(m, m)}" for m in floor.factors)
+                   + " vs none); pop: whole population; can: canaries; = shares the rank above; c: control"
+                   + (f"; below the floor (not ranked): {below}" if below else ""))
+        t = _table(f"{suite} v2 · threat model {level}: worst case over attacks", caption if floor.factors else "")
+        for col in ("#", "defense@op", "TPR@1% pop", "can", "AUC", *(SHORT_UTILITY.get(m, m) for m in util)):
+            t.add_column(col, justify="left" if col.startswith("defense") else "right", no_wrap=True)
+        for row in table.rows:
+            p = row.point
+            rank = "c" if row.rank is None else f"{row.rank}{'=' if row.tied else ''}"
+            name = p.defense + (f"@{p.name}" if p.name else "") + ("*" if "reconstructed" in p.labels else "")
+            pop, can = p.privacy(level, TPR1), p.privacy(level, TPR1, canaries=True)
+            t.add_row(rank, name, f"{pop.mean:.3f}", f"{can.mean:.3f}", f"{p.privacy(level, 'auc').mean:.3f}",
+                      *(lb.utility_stat(p.entry, m).fmt(1 if m.startswith("fid") else 3) for m in util))
+        tables.append(t)
+    return tables

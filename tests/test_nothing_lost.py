@@ -69,7 +69,7 @@ from mia_bench.guards import TrainingDiverged, run_lock  # noqa: E402
 from mia_bench.io import atomic_write_json  # noqa: E402
 from mia_bench.results import RunPaths, find_records  # noqa: E402
 from mia_bench.runner import run  # noqa: E402
-from mia_bench.tables import entries_table, run_tables  # noqa: E402
+from mia_bench.tables import entries_table, level_tables, run_tables  # noqa: E402
 
 FAST = ["utility.enabled=false", *only_attacks("ganleaks_fbb")]
 
@@ -273,8 +273,11 @@ def test_run_tables_fit_80_columns_without_truncation() -> None:
 
 def test_leaderboard_table_fits_80_columns_and_the_command_prints_it(tmp_path: Path, capsys) -> None:
     root = Path(__file__).resolve().parent.parent / "leaderboard"
-    lines = _rendered(entries_table(load_entries(root / "entries"), "digits"))
+    entries = load_entries(root / "entries")
+    v1, v2 = ([e for e in entries if e["suite_version"] == v] for v in (1, 2))
+    lines = _rendered(entries_table(v1, "digits"), *level_tables(v2))
     assert max(len(line) for line in lines) <= 80 and not any("…" in line for line in lines)
+    assert sum("threat model" in line for line in lines) == 3  # v2: one ranked table per threat model
     results = tmp_path / "results"
     results.mkdir()
     lb_dir = tmp_path / "lb"

@@ -133,16 +133,16 @@ def test_protocol_v1_digests_do_not_depend_on_the_design():
     assert v2.training_digest() != load_run(suite="digits", defense="none", overrides=["design.targets=8"]).training_digest()
 
 
-def test_v2_entries_render_under_their_own_heading_beside_the_v1_ones(overfit_none):
+def test_v2_entries_render_under_their_own_heading_and_v1_keeps_its_own_page(overfit_none):
     from mia_bench.config import REPO_ROOT
-    from mia_bench.leaderboard import build_entry, load_entries, render
+    from mia_bench.leaderboard import build_entry, load_entries, pages
 
     _, record, _, _ = overfit_none
     v1 = [e for e in load_entries(REPO_ROOT / "leaderboard" / "entries") if e["suite_version"] == 1]
-    page = render([*v1, build_entry([record])])
-    v1_at, v2_at = page.index("## Suite `digits` (protocol version 1)"), page.index("## Suite `digits` (protocol version 2)")
-    section = page[v2_at:]
-    assert v1_at < v2_at and "16 targets per seed, 128-record population with 16 canaries" in section
+    out = pages([*v1, build_entry([record])])
+    page, v1_page = out["LEADERBOARD.md"], out["digits_v1.md"]
+    section = page[page.index("## Suite `digits` (protocol version 2)"):]
+    assert "16 targets per seed, 128-record population with 16 canaries" in section
     rows = lambda text: [ln for ln in text.splitlines() if ln.startswith("| ") and "`" in ln.split("|")[2]]  # noqa: E731
     for level in ("samples", "generator", "white_box"):  # one ranked table per threat model
         table = section[section.index(f"### Threat model `{level}`"):]
@@ -150,7 +150,8 @@ def test_v2_entries_render_under_their_own_heading_beside_the_v1_ones(overfit_no
         worst = record.worst_case[level]["metrics"]["tpr@1%fpr"]["value"]
         assert f"{worst:.3f}" in row  # the pooled worst case of the record at that access level
     assert len(rows(section)) == 3  # never mixed: v2 ranks its own entry only (once per threat model)
-    assert len(rows(page[v1_at:v2_at])) == len({e["defense"] for e in v1})
+    assert "(protocol version 1)" not in page and "[version 1](digits_v1.md)" in page  # v1 has its own page
+    assert len(rows(v1_page)) == len({e["defense"] for e in v1})
 
 
 def test_the_run_table_reads_at_100_columns(overfit_none):

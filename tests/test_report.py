@@ -148,9 +148,11 @@ def test_v1_entries_keep_their_own_section_never_mixed_into_v2_rankings():
     v1 = [_entry("none", [0.3, 0.5], [0.9, 0.8]), _entry("megan", [0.777, 0.777], [0.6, 0.6])]
     for e in v1:
         e["suite"] = "s"
-    text = lb.render(v1 + suite_entries())
-    v1_part = text.split("## Suite `s` (protocol version 1)")[1].split("## Suite `s` (protocol version 2)")[0]
-    assert v1_part.strip() == lb.render_suite(v1).split("\n", 1)[1].strip()
+    pages = lb.pages(v1 + suite_entries())
+    text, v1_page = pages["LEADERBOARD.md"], pages["s_v1.md"]
+    assert "(protocol version 1)" not in text and "[version 1](s_v1.md)" in text  # superseded: linked, not shown
+    v1_part = v1_page.split("## Suite `s` (protocol version 1)")[1]
+    assert lb.render_suite(v1).split("\n", 1)[1].strip() in v1_part  # the v1 section as it was
     v2_part = text.split("## Suite `s` (protocol version 2)")[1]
     assert "| `megan` |" in v2_part and "0.777" not in v2_part  # v1 megan's worst case is not in the v2 tables
     assert "0.777" in v1_part

@@ -7,7 +7,7 @@ Banks are cached on disk by digest (recipe digest + the records' ids and content
 subsets were drawn), so a second attack or a rerun reuses them; the `natural` bank (the `none` recipe)
 does not depend on the defense, so every defense of one seed shares it.
 
-Banks of several models of a stackable game (`none` and its subclasses that keep its game, MEGAN, mixup:
+Banks of several models of a stackable game (`none` and its subclasses that keep its game, MEGAN, mixup, RelaxLoss:
 stack_game) train as one vectorised stack (nets/stacked_gan.py); any other recipe trains one model after another through
 runner.fit_defense, and the log says so (a single model always goes through fit_defense: at K = 1 the
 Lightning loop is the faster of the two).
@@ -101,11 +101,12 @@ def with_steps(recipe: Recipe, steps: int) -> Recipe:
 
 def stack_game(recipe: Recipe) -> Any:
     """The nets/stacked_gan.StackGame the recipe plays, or None when it cannot be stacked. Stacked: the
-    unprotected game (`none` and its subclasses that keep its game), MEGAN and mixup, in float32. The
-    other MLP games (mimgan, mpgan, relaxloss, privgan, pargan) have players or steps of their own and
+    unprotected game (`none` and its subclasses that keep its game), MEGAN, mixup and RelaxLoss, in
+    float32. The other MLP games (mimgan, mpgan, privgan, pargan) have players or steps of their own and
     train one model after another; so do the Opacus-based DP games."""
     from mia_bench.defenses.megan import MEGAN
     from mia_bench.defenses.mixup import MixupGAN
+    from mia_bench.defenses.relaxloss import RelaxLossGAN
     from mia_bench.nets.stacked_gan import StackGame
 
     cls = DEFENSES.get(recipe.defense)
@@ -119,6 +120,8 @@ def stack_game(recipe: Recipe) -> Any:
                          real_label=float(p.real_label))
     if cls is MEGAN:
         return StackGame(entropy_weight=float(p.lambda_h))
+    if cls is RelaxLossGAN:
+        return StackGame(relax_alpha=float(p.alpha), relax_upper=float(p.upper), relax_by_step=p.alternate == "step")
     if cls is MixupGAN:
         return StackGame(wgan=True, n_critic=int(p.n_g), gp_weight=float(p.gp_weight), mix_alpha=float(p.alpha))
     return None

@@ -1,11 +1,13 @@
-"""The stacked trainer's MEGAN and mixup games (nets/stacked_gan.py): a stack of K equals K trainings of one
-model by model, and each stacked term is the defense's own loss (defenses/megan.py, defenses/mixup.py)."""
+"""The stacked trainer's MEGAN, mixup and RelaxLoss games (nets/stacked_gan.py): a stack of K equals K
+trainings of one model by model, and each stacked term is the defense's own loss (defenses/megan.py,
+defenses/mixup.py, defenses/relaxloss.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from conftest import quick
 from mia_bench import shadows
@@ -36,7 +38,7 @@ def _trainer(recipe, models, sets, seeds):
                              game=shadows.stack_game(recipe))
 
 
-@pytest.mark.parametrize("defense", ["megan", "mixup"])
+@pytest.mark.parametrize("defense", ["megan", "mixup", "relaxloss"])
 def test_a_stack_of_k_equals_k_trainings_of_one(digits, defense):
     recipe, models, sets = _models(digits, defense, 3)
     assert shadows.can_stack(recipe)
@@ -78,3 +80,31 @@ def test_stacked_mixup_mixes_as_mix_batch_does(digits):
         torch.testing.assert_close(xm[k], ex)
         torch.testing.assert_close(ym[k], ey)
     assert tr.wgan and tr.game.n_critic == recipe.params.n_g
+
+
+@pytest.mark.parametrize("alpha", [0.05, 5.0])  # the member loss above alpha (descent), then below (flattening)
+@pytest.mark.parametrize("alternate", ["epoch", "step"])
+def test_stacked_relaxloss_plays_relaxloss_phase_by_phase(digits, alpha, alternate):
+    import dataclasses
+
+    recipe, models, sets = _models(digits, "relaxloss", 2, n=48)
+    for m in models:
+        m.config = dataclasses.replace(m.config, alpha=alpha, alternate=alternate)
+    recipe = dataclasses.replace(recipe, params=models[0].config)
+    tr = _trainer(recipe, models, sets, [1, 2])
+    x, y = tr._real()
+    z, yf = tr._fake_inputs()
+    fake = tr.G(tr.pG, z, yf)
+    phases = set()
+    for batch_idx in (0, 1, 2, 3):  # B=16 of 48 records: epoch phases 0, 0, 0, 1; step phases 0, 1, 0, 1
+        stacked = tr._d_loss(x, y, fake, yf, batch_idx)
+        for k, m in enumerate(models):
+            D = m.players["discriminator"]
+            phase = m.phase(batch_idx, 16)
+            phases.add(phase)
+            yk, yfk = (None, None) if y is None else (y[k], yf[k])
+            own = m.relaxed_real_loss(D(x[k], yk), phase) + F.softplus(D(fake[k].detach(), yfk)).mean()
+            torch.testing.assert_close(stacked[k], own, atol=1e-5, rtol=1e-5)
+    assert phases == {0, 1}
+    bce = F.softplus(-models[0].players["discriminator"](x[0], None if y is None else y[0])).mean()
+    assert (bce > alpha) == (alpha < 1)  # each alpha reaches the branch it is here for

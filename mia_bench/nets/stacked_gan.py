@@ -1,5 +1,6 @@
 """K copies of one MLP GAN game trained at once as one stack: the unprotected game (`none`, ALGORITHMS.md
-1.1 / 1.2), MEGAN's entropy bonus on member outputs (2.2) and mixup's mixed-pair WGAN-GP (2.3); a
+1.1 / 1.2), MEGAN's entropy bonus on member outputs (2.2), mixup's mixed-pair WGAN-GP (2.3) and RelaxLoss
+on D's member loss (2.6); a
 `StackGame` says which terms a recipe plays (shadows.stack_game builds it from the defense's config).
 
 The K generators (and K discriminators) keep their parameters stacked along a leading (K, ...) axis and are
@@ -13,7 +14,9 @@ therefore equals K stacks of one, model by model, up to float rounding (tests/te
 The game is the one `none.UnprotectedGAN.training_step` writes out: per loader batch one D step on
 (real batch, fresh fakes), then (every `n_critic`-th batch for WGAN-GP) one G step, reusing the same fakes
 for the non-saturating loss and drawing fresh ones for WGAN-GP. MEGAN subtracts lambda_h times the mean
-binary entropy of D's member outputs from D's loss (megan.MEGAN.training_step); mixup replaces each real
+binary entropy of D's member outputs from D's loss (megan.MEGAN.training_step); RelaxLoss replaces D's
+member loss by its phase's relaxed loss (relaxloss.RelaxLossGAN.relaxed_real_loss, the phase counted per
+model from its own training-set size); mixup replaces each real
 batch by its mixed pairs (mixup.mix_batch: lam ~ Beta(alpha, alpha) per record, a partner shift in
 1..B-1, both drawn from model k's own generator) and conditions its fakes on the mixed labels. Batches follow the data module's scheme:
 reshuffled passes over the model's own training records, B at a time, a pass's remainder dropped.
@@ -45,6 +48,9 @@ class StackGame:
     real_label: float = 1.0  # logistic game: target of D on real records (one-sided smoothing below 1)
     entropy_weight: float = 0.0  # MEGAN's lambda_h
     mix_alpha: float = 0.0  # mixup's Beta(alpha, alpha); 0 = no mixing
+    relax_alpha: float = 0.0  # RelaxLoss's target member BCE on D; 0 = the plain member loss
+    relax_upper: float = 1.0  # RelaxLoss's flattening bound on sigmoid(l(x))
+    relax_by_step: bool = False  # RelaxLoss alternates its phase every D step (else once per epoch-equivalent)
 
 
 class _Passes:
@@ -173,6 +179,8 @@ class StackedGANTrainer:
         self.passes = [_Passes(x.shape[0], batch_size, np.random.default_rng([int(s), 7]))
                        for s, (x, _) in zip(seeds, self.data, strict=True)]
         self.mix_rngs = [np.random.default_rng([int(s), 8]) for s in seeds]
+        self.n_train = torch.tensor([int(getattr(m, "n_train", x.shape[0])) for m, (x, _) in
+                                     zip(self.models, self.data, strict=True)])
 
     # ---- per-model draws (each from model k's own generator) ------------------------------------------
     def _real(self) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -217,12 +225,30 @@ class StackedGANTrainer:
         (grad,) = torch.autograd.grad(self.D(self.pD, xhat, y).sum(), xhat, create_graph=True)
         return ((grad.flatten(2).norm(2, dim=2) - 1) ** 2).mean(1)
 
+    def relax_phase(self, batch_idx: int) -> torch.Tensor:
+        """(K,) RelaxLoss phase of D step `batch_idx` per model: 0 (|L - alpha|) or 1 (descent or flattening),
+        as relaxloss.RelaxLossGAN.phase counts it on one process."""
+        if self.game.relax_by_step:
+            return torch.full((self.K,), batch_idx % 2)
+        return (batch_idx * self.B // self.n_train) % 2
+
+    def _relaxed(self, real_s: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        """(K,) RelaxLoss member loss of real logits (K, B) (relaxloss.RelaxLossGAN.relaxed_real_loss)."""
+        alpha = self.game.relax_alpha
+        bce = F.binary_cross_entropy_with_logits(real_s, torch.ones_like(real_s), reduction="none").mean(1)
+        target = torch.sigmoid(real_s).detach().clamp(max=self.game.relax_upper)
+        flat = F.binary_cross_entropy_with_logits(real_s, target, reduction="none").mean(1)
+        odd = torch.where(bce > alpha, bce, flat)
+        return torch.where(self.relax_phase(batch_idx) == 0, (bce - alpha).abs(), odd)
+
     def _d_loss(self, x: torch.Tensor, y: torch.Tensor | None, fake: torch.Tensor,
-                yf: torch.Tensor | None) -> torch.Tensor:
+                yf: torch.Tensor | None, batch_idx: int = 0) -> torch.Tensor:
         real_s, fake_s = self.D(self.pD, x, y), self.D(self.pD, fake.detach(), yf)
         g = self.game
         if self.wgan:
             return fake_s.mean(1) - real_s.mean(1) + g.gp_weight * self._gradient_penalty(x, fake, y)
+        if g.relax_alpha:
+            return self._relaxed(real_s, batch_idx) + F.softplus(fake_s).mean(1)
         target = torch.full_like(real_s, g.real_label)
         real_l = F.binary_cross_entropy_with_logits(real_s, target, reduction="none").mean(1)
         loss = real_l + F.softplus(fake_s).mean(1)
@@ -247,7 +273,7 @@ class StackedGANTrainer:
         z, yf = self._fake_inputs()
         yf = y if mixing else yf
         fake = self.G(self.pG, z, yf)
-        self._step(self.opt_d, self.pD, self._d_loss(x, y, fake, yf))
+        self._step(self.opt_d, self.pD, self._d_loss(x, y, fake, yf, batch_idx))
         if self.wgan and (batch_idx + 1) % self.game.n_critic:
             return
         if self.wgan:

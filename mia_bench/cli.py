@@ -167,10 +167,9 @@ def _stage_printer(console: Console, defense: str, seed: int):  # noqa: ANN202 -
 
 
 def cmd_leaderboard(args: argparse.Namespace, console: Console) -> None:
-    from collections import defaultdict
 
     from mia_bench.guards import check_writable
-    from mia_bench.leaderboard import load_entries, update_entries, write_leaderboard
+    from mia_bench.leaderboard import current_suites, load_entries, update_entries, write_leaderboard
     from mia_bench.results import RunRecord, find_records
     from mia_bench.tables import entries_table, level_tables
 
@@ -185,12 +184,7 @@ def cmd_leaderboard(args: argparse.Namespace, console: Console) -> None:
     page = args.leaderboard_dir / "LEADERBOARD.md"
     figures = write_leaderboard(entries_dir, page)
     entries = load_entries(entries_dir)
-    by_suite: dict[tuple[str, int], list[dict]] = defaultdict(list)
-    for e in entries:
-        by_suite[(e["suite"], int(e["suite_version"]))].append(e)
-    for suite in sorted({s for s, _ in by_suite}):  # the newest protocol version of each suite
-        version = max(v for s, v in by_suite if s == suite)
-        group = by_suite[(suite, version)]
+    for (suite, version), group in current_suites(entries):  # the newest protocol version of each suite
         for table in (level_tables(group) if version >= 2 else [entries_table(
                 group, f"{suite} (protocol v{version}): worst case over attacks, lower is more private")]):
             console.print(table)

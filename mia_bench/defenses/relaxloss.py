@@ -30,6 +30,15 @@ from mia_bench.defenses.mlp_game import MLPGame, MLPGameConfig
 from mia_bench.nets.losses import ns_g_loss, real_loss
 
 
+def relaxed_member_loss(logits: torch.Tensor, phase: int | torch.Tensor, alpha: float, upper: float) -> torch.Tensor:
+    """RelaxLoss on member logits (..., B) -> (...): |L - alpha| in phase 0; in phase 1 L while L > alpha, else
+    posterior flattening towards min(sigmoid(l), upper). L = mean BCE(l, 1); `phase` broadcasts to (...)."""
+    loss = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits), reduction="none").mean(-1)
+    target = torch.sigmoid(logits).detach().clamp(max=upper)
+    flat = F.binary_cross_entropy_with_logits(logits, target, reduction="none").mean(-1)
+    return torch.where(torch.as_tensor(phase) == 0, (loss - alpha).abs(), torch.where(loss > alpha, loss, flat))
+
+
 @dataclass
 class RelaxLossConfig(MLPGameConfig):
     alpha: float = 0.5  # target member BCE (nats); digits pilot (`none`, seed 0): 0.33 members, 1.59 held out
@@ -59,13 +68,7 @@ class RelaxLossGAN(MLPGame):
 
     def relaxed_real_loss(self, real_logits: torch.Tensor, phase: int) -> torch.Tensor:
         """RelaxLoss on (B,) member logits: a scalar whose gradient keeps mean BCE(l, 1) near alpha."""
-        alpha, loss = self.config.alpha, real_loss(real_logits)
-        if phase == 0:
-            return (loss - alpha).abs()
-        if loss > alpha:
-            return loss
-        target = torch.sigmoid(real_logits).detach().clamp(max=self.config.upper)
-        return F.binary_cross_entropy_with_logits(real_logits, target)
+        return relaxed_member_loss(real_logits, phase, self.config.alpha, self.config.upper)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         D = self.players["discriminator"]

@@ -179,8 +179,7 @@ class StackedGANTrainer:
         self.passes = [_Passes(x.shape[0], batch_size, np.random.default_rng([int(s), 7]))
                        for s, (x, _) in zip(seeds, self.data, strict=True)]
         self.mix_rngs = [np.random.default_rng([int(s), 8]) for s in seeds]
-        self.n_train = torch.tensor([int(getattr(m, "n_train", x.shape[0])) for m, (x, _) in
-                                     zip(self.models, self.data, strict=True)])
+        self.n_train = torch.tensor([int(m.n_train) for m in self.models])
 
     # ---- per-model draws (each from model k's own generator) ------------------------------------------
     def _real(self) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -232,15 +231,6 @@ class StackedGANTrainer:
             return torch.full((self.K,), batch_idx % 2)
         return (batch_idx * self.B // self.n_train) % 2
 
-    def _relaxed(self, real_s: torch.Tensor, batch_idx: int) -> torch.Tensor:
-        """(K,) RelaxLoss member loss of real logits (K, B) (relaxloss.RelaxLossGAN.relaxed_real_loss)."""
-        alpha = self.game.relax_alpha
-        bce = F.binary_cross_entropy_with_logits(real_s, torch.ones_like(real_s), reduction="none").mean(1)
-        target = torch.sigmoid(real_s).detach().clamp(max=self.game.relax_upper)
-        flat = F.binary_cross_entropy_with_logits(real_s, target, reduction="none").mean(1)
-        odd = torch.where(bce > alpha, bce, flat)
-        return torch.where(self.relax_phase(batch_idx) == 0, (bce - alpha).abs(), odd)
-
     def _d_loss(self, x: torch.Tensor, y: torch.Tensor | None, fake: torch.Tensor,
                 yf: torch.Tensor | None, batch_idx: int = 0) -> torch.Tensor:
         real_s, fake_s = self.D(self.pD, x, y), self.D(self.pD, fake.detach(), yf)
@@ -248,7 +238,10 @@ class StackedGANTrainer:
         if self.wgan:
             return fake_s.mean(1) - real_s.mean(1) + g.gp_weight * self._gradient_penalty(x, fake, y)
         if g.relax_alpha:
-            return self._relaxed(real_s, batch_idx) + F.softplus(fake_s).mean(1)
+            from mia_bench.defenses.relaxloss import relaxed_member_loss
+
+            real_l = relaxed_member_loss(real_s, self.relax_phase(batch_idx), g.relax_alpha, g.relax_upper)
+            return real_l + F.softplus(fake_s).mean(1)
         target = torch.full_like(real_s, g.real_label)
         real_l = F.binary_cross_entropy_with_logits(real_s, target, reduction="none").mean(1)
         loss = real_l + F.softplus(fake_s).mean(1)

@@ -7,8 +7,8 @@ Banks are cached on disk by digest (recipe digest + the records' ids and content
 subsets were drawn), so a second attack or a rerun reuses them; the `natural` bank (the `none` recipe)
 does not depend on the defense, so every defense of one seed shares it.
 
-Banks of several models of a stackable game (`none` and its subclasses that keep its game, MEGAN, mixup, RelaxLoss:
-stack_game) train as one vectorised stack (nets/stacked_gan.py); any other recipe trains one model after another through
+Banks of several models of a stackable game (`none` and its subclasses that keep its game, MEGAN, mixup, RelaxLoss,
+MP-GAN, MIMGAN: stack_game) train as one vectorised stack (nets/stacked_gan.py); any other recipe trains one model after another through
 runner.fit_defense, and the log says so (a single model always goes through fit_defense: at K = 1 the
 Lightning loop is the faster of the two).
 """
@@ -101,11 +101,14 @@ def with_steps(recipe: Recipe, steps: int) -> Recipe:
 
 def stack_game(recipe: Recipe) -> Any:
     """The nets/stacked_gan.StackGame the recipe plays, or None when it cannot be stacked. Stacked: the
-    unprotected game (`none` and its subclasses that keep its game), MEGAN, mixup and RelaxLoss, in
-    float32. The other MLP games (mimgan, mpgan, privgan, pargan) have players or steps of their own and
-    train one model after another; so do the Opacus-based DP games."""
+    unprotected game (`none` and its subclasses that keep its game), MEGAN, mixup, RelaxLoss, MP-GAN and
+    MIMGAN (their third player and reference batches included), in float32. privGAN and PAR-GAN (whose
+    players are already stacks over their k discriminators) train one model after another; so do the
+    Opacus-based DP games."""
     from mia_bench.defenses.megan import MEGAN
+    from mia_bench.defenses.mimgan import MIMGAN
     from mia_bench.defenses.mixup import MixupGAN
+    from mia_bench.defenses.mpgan import MPGAN
     from mia_bench.defenses.relaxloss import RelaxLossGAN
     from mia_bench.nets.stacked_gan import StackGame
 
@@ -124,6 +127,13 @@ def stack_game(recipe: Recipe) -> Any:
         return StackGame(relax_alpha=float(p.alpha), relax_upper=float(p.upper), relax_by_step=p.alternate == "step")
     if cls is MixupGAN:
         return StackGame(wgan=True, n_critic=int(p.n_g), gp_weight=float(p.gp_weight), mix_alpha=float(p.alpha))
+    if cls is MPGAN:
+        return StackGame(adversary="membership", adversary_lr=float(p.lr_m), membership_weight=float(p.lambda_m),
+                         membership_gain_only=p.m_term == "gain", membership_steps=int(p.k_m),
+                         q_layers=tuple(int(i) for i in p.q_layers))
+    if cls is MIMGAN:
+        return StackGame(adversary="statistics", adversary_lr=float(p.lr_t), mi_weight=float(p.beta),
+                         mi_bound=str(p.bound), mi_samples=int(p.mi_samples))
     return None
 
 
@@ -197,8 +207,10 @@ def _fresh(recipe: Recipe, n_train: int, seed: int) -> Defense:
         return cls(config=recipe.params, info=recipe.info, n_train=n_train)
 
 
-def stacked_trainer(recipe: Recipe, data: ArrayDataset, subsets: list[np.ndarray], seeds: list[int]) -> Any:
-    """A StackedGANTrainer (nets/stacked_gan.py) over fresh `recipe` models, model k on the records subsets[k]."""
+def stacked_trainer(recipe: Recipe, data: ArrayDataset, subsets: list[np.ndarray], seeds: list[int],
+                    reference_ids: list[np.ndarray | None] | None = None) -> Any:
+    """A StackedGANTrainer (nets/stacked_gan.py) over fresh `recipe` models, model k on the records subsets[k]
+    (and, for a recipe that needs reference data, reference batches from reference_ids[k])."""
     from mia_bench.nets.stacked_gan import StackedGANTrainer
 
     models, sets = [], []
@@ -208,12 +220,19 @@ def stacked_trainer(recipe: Recipe, data: ArrayDataset, subsets: list[np.ndarray
         m.prepare(x, y)
         models.append(m)
         sets.append((x, y))
+    refs = None
+    if DEFENSES.get(recipe.defense).needs_reference:
+        if reference_ids is None or any(r is None for r in reference_ids):
+            raise MiaBenchError(f"defense '{recipe.defense}' needs reference data for each stacked model")
+        refs = [data.take(np.asarray(r))[0] for r in reference_ids]
     return StackedGANTrainer(models=models, train_sets=sets, config=recipe.params,
-                             batch_size=recipe.trainer.batch_size, seeds=seeds, game=stack_game(recipe))
+                             batch_size=recipe.trainer.batch_size, seeds=seeds, game=stack_game(recipe),
+                             reference_sets=refs)
 
 
-def _train_stacked(recipe: Recipe, data: ArrayDataset, subsets: list[np.ndarray], seeds: list[int]) -> list[Defense]:
-    trainer = stacked_trainer(recipe, data, subsets, seeds)
+def _train_stacked(recipe: Recipe, data: ArrayDataset, subsets: list[np.ndarray], seeds: list[int],
+                   reference_ids: list[np.ndarray | None]) -> list[Defense]:
+    trainer = stacked_trainer(recipe, data, subsets, seeds, reference_ids)
     rounds = recipe.trainer.max_steps * trainer.models[0].batches_per_generator_step
     with progress.task(f"{len(subsets)} '{recipe.defense}' models as one stack: rounds", total=rounds) as bar:
         return trainer.fit(rounds, on_round=bar.advance)
@@ -258,16 +277,16 @@ def train_bank(*, recipe: Recipe, data: ArrayDataset, ids: np.ndarray, n_models:
     seeds = [model_seed(seed, k) for k in range(n_models)]
     stacked = stack and n_models > 1 and can_stack(recipe)  # one model: the plain Lightning loop is faster
     t0 = time.perf_counter()
+    refs = _references(recipe, ids, members, reference_ids)
     if stacked:
         log.info("training %d '%s' models as one vectorised stack", n_models, recipe.defense)
-        models = _train_stacked(recipe, data, subsets, seeds)
+        models = _train_stacked(recipe, data, subsets, seeds, refs)
     else:
         if n_models > 1:
             log.warning("training %d '%s' models one after another (%s)", n_models, recipe.defense,
                         "stacking was turned off" if not stack else "this recipe cannot be stacked")
         else:
             log.info("training 1 '%s' model through runner.fit_defense", recipe.defense)
-        refs = _references(recipe, ids, members, reference_ids)
         models = _train_sequential(recipe, data, subsets, seeds, refs)
     bank = ShadowBank(models=models, record_ids=ids, members=members, recipe=recipe, digest=digest,
                       stacked=stacked, seconds=time.perf_counter() - t0, cached=False)
@@ -285,8 +304,9 @@ def train_together(requests: list[dict], *, label: str = "local models") -> int:
     todo: dict[str, list[tuple[dict, str, Path]]] = {}
     for req in requests:
         recipe, data, ids = req["recipe"], req["data"], np.asarray(req["ids"], dtype=np.int64)
-        if (req.get("n_models") != 1 or req.get("cache_dir") is None or req.get("reference_ids") is not None
-                or req.get("size", 0) != EVERY_RECORD or not can_stack(recipe)):
+        if (req.get("n_models") != 1 or req.get("cache_dir") is None or req.get("size", 0) != EVERY_RECORD
+                or not can_stack(recipe)
+                or DEFENSES.get(recipe.defense).needs_reference != (req.get("reference_ids") is not None)):
             continue
         digest = bank_digest(recipe, data, ids, 1, req["seed"], req["size"], req.get("members"))
         path = Path(req["cache_dir"]) / "shadows" / f"{digest[:32]}.pt"
@@ -300,7 +320,7 @@ def train_together(requests: list[dict], *, label: str = "local models") -> int:
         if len(group) < 2:
             continue  # one model: train_bank's Lightning loop is the faster of the two
         recipe = group[0][0]["recipe"]
-        models, sets, seeds = [], [], []
+        models, sets, seeds, refs = [], [], [], []
         for req, _, _ in group:
             ids = np.asarray(req["ids"], dtype=np.int64)
             s = model_seed(req["seed"], 0)  # the seed train_bank gives a bank's only model
@@ -310,9 +330,12 @@ def train_together(requests: list[dict], *, label: str = "local models") -> int:
             models.append(m)
             sets.append((x, y))
             seeds.append(s)
+            if req.get("reference_ids") is not None:  # MP-GAN, MIMGAN: the request's own reference records
+                refs.append(req["data"].take(np.asarray(req["reference_ids"], dtype=np.int64))[0])
         t0 = time.perf_counter()
         trainer = StackedGANTrainer(models=models, train_sets=sets, config=recipe.params,
-                                    batch_size=recipe.trainer.batch_size, seeds=seeds, game=stack_game(recipe))
+                                    batch_size=recipe.trainer.batch_size, seeds=seeds, game=stack_game(recipe),
+                                    reference_sets=refs or None)
         rounds = recipe.trainer.max_steps * models[0].batches_per_generator_step
         with progress.task(f"{len(group)} {label} as one stack: rounds", total=rounds) as bar:
             fitted = trainer.fit(rounds, on_round=bar.advance)

@@ -1,6 +1,6 @@
-"""The stacked trainer's MEGAN, mixup and RelaxLoss games (nets/stacked_gan.py): a stack of K equals K
-trainings of one model by model, and each stacked term is the defense's own loss (defenses/megan.py,
-defenses/mixup.py, defenses/relaxloss.py)."""
+"""The stacked trainer's MEGAN, mixup, RelaxLoss, MP-GAN and MIMGAN games (nets/stacked_gan.py): a stack of
+K equals K trainings of one model by model, and each stacked term is the defense's own loss
+(defenses/megan.py, mixup.py, relaxloss.py, mpgan.py, mimgan.py)."""
 
 from __future__ import annotations
 
@@ -33,21 +33,100 @@ def _models(digits, defense: str, k: int, n: int = 96):
     return recipe, models, sets
 
 
-def _trainer(recipe, models, sets, seeds):
+def _refs(digits, k: int, n: int = 48) -> list[torch.Tensor]:
+    """Model k's reference records (MP-GAN, MIMGAN): records no model of _models trains on."""
+    return [digits.take(np.arange(n) + 1000 + 50 * i)[0] for i in range(k)]
+
+
+def _trainer(recipe, models, sets, seeds, refs=None):
     return StackedGANTrainer(models=models, train_sets=sets, config=recipe.params, batch_size=16, seeds=seeds,
-                             game=shadows.stack_game(recipe))
+                             game=shadows.stack_game(recipe), reference_sets=refs)
 
 
-@pytest.mark.parametrize("defense", ["megan", "mixup", "relaxloss"])
+@pytest.mark.parametrize("defense", ["megan", "mixup", "relaxloss", "mpgan", "mimgan"])
 def test_a_stack_of_k_equals_k_trainings_of_one(digits, defense):
     recipe, models, sets = _models(digits, defense, 3)
+    refs = _refs(digits, 3) if DEFENSES.get(defense).needs_reference else None
     assert shadows.can_stack(recipe)
-    _trainer(recipe, models, sets, [5, 6, 7]).fit(12)
+    _trainer(recipe, models, sets, [5, 6, 7], refs).fit(12)
     for k in range(3):
         _, single, _ = _models(digits, defense, 3)
-        _trainer(recipe, [single[k]], [sets[k]], [5 + k]).fit(12)
+        _trainer(recipe, [single[k]], [sets[k]], [5 + k], None if refs is None else [refs[k]]).fit(12)
+        assert set(single[k].players) == set(models[k].players)
         for p, q in zip(models[k].parameters(), single[k].parameters(), strict=True):
             torch.testing.assert_close(p, q, atol=1e-5, rtol=1e-4)
+
+
+def _moved(before: dict, model) -> set[str]:
+    return {name for name, p in model.players.items()
+            if any(not torch.equal(a, b) for a, b in zip(before[name], p.parameters(), strict=True))}
+
+
+@pytest.mark.parametrize("defense", ["mpgan", "mimgan"])
+def test_the_third_player_trains_and_is_copied_back(digits, defense):
+    """Every player of a three-player game moves in the stack (M or T included) and lands in its model."""
+    recipe, models, sets = _models(digits, defense, 2)
+    before = [{n: [p.detach().clone() for p in pl.parameters()] for n, pl in m.players.items()} for m in models]
+    _trainer(recipe, models, sets, [1, 2], _refs(digits, 2)).fit(3)
+    third = "membership" if defense == "mpgan" else "statistics"
+    for b, m in zip(before, models, strict=True):
+        assert _moved(b, m) == {"generator", "discriminator", third}
+
+
+def test_stacked_mpgan_plays_mpgans_losses(digits):
+    """M's loss (D frozen) and D's loss with lambda_m * L_M, model by model, equal MPGAN's own, for both
+    m_term settings."""
+    import dataclasses
+
+    for term in ("both", "gain"):
+        recipe, models, sets = _models(digits, "mpgan", 2)
+        for m in models:
+            m.config = dataclasses.replace(m.config, m_term=term, lambda_m=2.0)
+        recipe = dataclasses.replace(recipe, params=models[0].config)
+        refs = _refs(digits, 2)
+        tr = _trainer(recipe, models, sets, [1, 2], refs)
+        x, _ = tr._real()
+        ref = tr._reference()
+        z, yf = tr._fake_inputs()
+        fake = tr.G(tr.pG, z, yf)
+        loss_m = tr.membership_loss(x, ref)
+        loss_d = tr._d_loss(x, None, fake, yf) + tr.game.membership_weight * tr.membership_log_likelihood(x, ref)
+        for k, m in enumerate(models):
+            D = m.players["discriminator"]
+            own_m = F.softplus(-m.membership_logits(x[k])).mean() + F.softplus(m.membership_logits(ref[k])).mean()
+            own_d = ns_d_loss(D(x[k]), D(fake[k].detach())) + 2.0 * m.membership_log_likelihood(x[k], ref[k])
+            torch.testing.assert_close(loss_m[k], own_m, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(loss_d[k], own_d, atol=1e-5, rtol=1e-5)
+        for k, r in enumerate(refs):  # model k's reference batch is drawn from its own reference records
+            assert (ref[k].flatten(1)[:, None] == r.flatten(1)[None]).all(2).any(1).all()
+
+
+@pytest.mark.parametrize("bound", ["dv", "nwj"])
+def test_stacked_mimgan_estimates_mimgans_information(digits, bound):
+    """The stacked I^(M; d_G(X)) per model equals MIMGAN.mi_estimate on the same probe, members and
+    reference batch, and its gradient reaches the generator."""
+    import dataclasses
+
+    recipe, models, sets = _models(digits, "mimgan", 2)
+    for m in models:
+        m.config = dataclasses.replace(m.config, bound=bound)
+    recipe = dataclasses.replace(recipe, params=models[0].config)
+    tr = _trainer(recipe, models, sets, [1, 2], _refs(digits, 2))
+    x, _ = tr._real()
+    ref = tr._reference()
+    probe = tr.G(tr.pG, *tr._fake_inputs(tr.game.mi_samples))
+    assert probe.shape[1] == recipe.params.mi_samples
+    stacked = tr.mi_estimate(probe, x, ref)
+    for k, m in enumerate(models):
+        torch.testing.assert_close(stacked[k], m.mi_estimate(probe[k].detach(), x[k], ref[k]), atol=1e-5, rtol=1e-5)
+    (grad,) = torch.autograd.grad(stacked.sum(), tr.pG["net.0.weight"])
+    assert grad.abs().sum(dim=(1, 2)).gt(0).all()
+
+
+def test_a_three_player_stack_needs_its_reference_sets(digits):
+    recipe, models, sets = _models(digits, "mpgan", 2)
+    with pytest.raises(ValueError, match="reference set per model"):
+        _trainer(recipe, models, sets, [1, 2])
 
 
 def test_stacked_megan_pays_the_entropy_bonus_megan_pays(digits):

@@ -1,27 +1,31 @@
 """K copies of one MLP GAN game trained at once as one stack: the unprotected game (`none`, ALGORITHMS.md
-1.1 / 1.2), MEGAN's entropy bonus on member outputs (2.2), mixup's mixed-pair WGAN-GP (2.3) and RelaxLoss
-on D's member loss (2.6); a
-`StackGame` says which terms a recipe plays (shadows.stack_game builds it from the defense's config).
+1.1 / 1.2), MEGAN's entropy bonus on member outputs (2.2), mixup's mixed-pair WGAN-GP (2.3), RelaxLoss on
+D's member loss (2.6), and the three-player games MP-GAN (2.1) and MIMGAN (2.2); a `StackGame` says which
+terms a recipe plays (shadows.stack_game builds it from the defense's config).
 
-The K generators (and K discriminators) keep their parameters stacked along a leading (K, ...) axis and are
-evaluated with `torch.func.vmap` over `functional_call`, so one step is a handful of batched matmuls
-instead of K small ones. Model k only ever touches its own slice, so the gradient of the summed loss
-with respect to slice k is the gradient of model k's own loss; and Adam is elementwise, so one Adam over
-the stacked tensors is K independent Adams. Every random draw of model k (its batches, latents, fake
-labels, GP interpolation weights) comes from its own generator, seeded by `seeds[k]`: a stack of K
-therefore equals K stacks of one, model by model, up to float rounding (tests/test_attack_suite.py).
+The K generators (and K discriminators, and K third players) keep their parameters stacked along a leading
+(K, ...) axis; nets/mlp.py's players run as batched matmuls (else `torch.func.vmap` over
+`functional_call`), so one step is a handful of batched matmuls instead of K small ones. Model k only ever
+touches its own slice, so the gradient of the summed loss with respect to slice k is the gradient of model
+k's own loss; and Adam is elementwise, so one Adam over the stacked tensors is K independent Adams. Every
+random draw of model k (its batches, reference batches, latents, fake labels, GP interpolation weights)
+comes from its own generator, seeded by `seeds[k]`: a stack of K therefore equals K stacks of one, model
+by model, up to float rounding (tests/test_attack_suite.py, tests/test_stacked_games.py).
 
 The game is the one `none.UnprotectedGAN.training_step` writes out: per loader batch one D step on
 (real batch, fresh fakes), then (every `n_critic`-th batch for WGAN-GP) one G step, reusing the same fakes
 for the non-saturating loss and drawing fresh ones for WGAN-GP. MEGAN subtracts lambda_h times the mean
 binary entropy of D's member outputs from D's loss (megan.MEGAN.training_step); RelaxLoss replaces D's
 member loss by its phase's relaxed loss (relaxloss.RelaxLossGAN.relaxed_real_loss, the phase counted per
-model from its own training-set size); mixup replaces each real
-batch by its mixed pairs (mixup.mix_batch: lam ~ Beta(alpha, alpha) per record, a partner shift in
-1..B-1, both drawn from model k's own generator) and conditions its fakes on the mixed labels. Batches follow the data module's scheme:
-reshuffled passes over the model's own training records, B at a time, a pass's remainder dropped.
+model from its own training-set size); mixup replaces each real batch by its mixed pairs (mixup.mix_batch:
+lam ~ Beta(alpha, alpha) per record, a partner shift in 1..B-1, both drawn from model k's own generator)
+and conditions its fakes on the mixed labels. MP-GAN first takes k_m steps of its membership network M
+on D's frozen hidden activations of (members, reference batch), then adds lambda_m * L_M to D's loss
+(mpgan.MPGAN.training_step); MIMGAN draws `mi_samples` probe samples after the fakes, steps its statistics
+network T on them (detached) after D's step, and adds beta * I^ to G's loss (mimgan.MIMGAN.training_step).
+Batches follow the data module's scheme: reshuffled passes over the model's own training records (and its
+reference records), B at a time, a pass's remainder dropped.
 """
-
 from __future__ import annotations
 
 import copy
@@ -51,15 +55,26 @@ class StackGame:
     relax_alpha: float = 0.0  # RelaxLoss's target member BCE on D; 0 = the plain member loss
     relax_upper: float = 1.0  # RelaxLoss's flattening bound on sigmoid(l(x))
     relax_by_step: bool = False  # RelaxLoss alternates its phase every D step (else once per epoch-equivalent)
+    # a third player trained on each model's reference batches: "membership" (MP-GAN's M on D's hidden
+    # activations) or "statistics" (MIMGAN's T on nearest-sample distances); "" = none
+    adversary: str = ""
+    adversary_lr: float = 2e-4
+    membership_weight: float = 0.0  # MP-GAN's lambda_m: weight of L_M in D's loss
+    membership_gain_only: bool = False  # MP-GAN m_term "gain": only the members' term of L_M in D's loss
+    membership_steps: int = 1  # MP-GAN's k_m: M steps per D step
+    q_layers: tuple[int, ...] = (-2, -1)  # MP-GAN: D blocks whose activations form Q(x)
+    mi_weight: float = 0.0  # MIMGAN's beta: weight of the MI estimate in G's loss
+    mi_bound: str = "dv"  # MIMGAN: "dv" | "nwj"
+    mi_samples: int = 256  # MIMGAN: generated samples the nearest distances are taken over
 
 
 class _Passes:
     """Positions 0..n-1 in reshuffled passes, `size` at a time (the data module's per-shard sampler)."""
 
-    def __init__(self, n: int, size: int, rng: np.random.Generator) -> None:
+    def __init__(self, n: int, size: int, rng: np.random.Generator, what: str = "records a model trains on") -> None:
         if size > n:
-            raise ValueError(f"batch size {size} exceeds the {n} records a shadow model trains on; "
-                             "lower trainer.batch_size or give the shadows more data")
+            raise ValueError(f"batch size {size} exceeds the {n} {what}; "
+                             "lower trainer.batch_size or give the models more data")
         self.n, self.size, self.rng = n, size, rng
         self.order, self.cursor = rng.permutation(n), 0
 
@@ -89,7 +104,7 @@ _ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Identity)
 
 def _layers(seq: Iterable[nn.Module], prefix: str, params: Params, h: torch.Tensor) -> torch.Tensor:
     for i, m in enumerate(seq):
-        key = f"{prefix}.{i}"
+        key = f"{prefix}.{i}" if prefix else str(i)
         if isinstance(m, nn.Linear):
             h = _linear(h, params[f"{key}.weight"], params.get(f"{key}.bias"))
         elif isinstance(m, nn.LayerNorm):
@@ -117,9 +132,7 @@ def _batched(template: nn.Module) -> Callable[..., torch.Tensor] | None:
         return gen
     if isinstance(template, MLPDiscriminator) and all(_plain(b.children()) for b in template.blocks):
         def disc(params: Params, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-            h = x.flatten(2)
-            for i, block in enumerate(template.blocks):
-                h = _layers(block.children(), f"blocks.{i}", params, h)
+            h = _disc_features(template, params, x)[-1]
             logit = _linear(h, params["head.weight"], params.get("head.bias")).squeeze(2)
             if template.embed_y is None:
                 return logit
@@ -129,6 +142,34 @@ def _batched(template: nn.Module) -> Callable[..., torch.Tensor] | None:
             return logit + (proj * h).sum(-1)  # the projection term <W y, phi(x)>
         return disc
     return None
+
+
+def _disc_features(template: nn.Module, params: Params, x: torch.Tensor) -> list[torch.Tensor]:
+    """The stacked MLPDiscriminator's activations after each hidden block: list of (K, B, hidden_i)
+    (MLPDiscriminator.features, slice by slice)."""
+    h, out = x.flatten(2), []
+    for i, block in enumerate(template.blocks):
+        h = _layers(block.children(), f"blocks.{i}", params, h)
+        out.append(h)
+    return out
+
+
+def _adversary(template: nn.Module) -> Callable[[Params, torch.Tensor], torch.Tensor]:
+    """The stack's third player with batched matmuls: MP-GAN's membership head (an MLP of Linear and
+    LeakyReLU: (K, B, q) -> (K, B, 1)) or MIMGAN's StatisticsNetwork ((K, B, 1) -> (K, B, 2), its scores
+    squashed by the same scaled tanh)."""
+    from mia_bench.nets.mi import StatisticsNetwork
+
+    if isinstance(template, StatisticsNetwork) and _plain(template.net):
+        bound = template.out_bound
+
+        def stats(params: Params, a: torch.Tensor) -> torch.Tensor:
+            t = _layers(template.net, "net", params, a)
+            return bound * torch.tanh(t / bound) if bound else t
+        return stats
+    if isinstance(template, nn.Sequential) and _plain(template):
+        return lambda params, a: _layers(template, "", params, a)
+    raise ValueError(f"cannot stack a {type(template).__name__} as the third player")
 
 
 def _vmapped(template: nn.Module) -> Callable[..., torch.Tensor]:
@@ -153,7 +194,8 @@ class StackedGANTrainer:
     """
 
     def __init__(self, *, models: Sequence[Any], train_sets: Sequence[tuple[torch.Tensor, torch.Tensor]],
-                 config: Any, batch_size: int, seeds: Sequence[int], game: StackGame | None = None) -> None:
+                 config: Any, batch_size: int, seeds: Sequence[int], game: StackGame | None = None,
+                 reference_sets: Sequence[torch.Tensor] | None = None) -> None:
         if not (len(models) == len(train_sets) == len(seeds)) or not models:
             raise ValueError("models, train_sets and seeds must be non-empty and of equal length")
         self.models, self.cfg, self.B = list(models), config, batch_size
@@ -180,6 +222,27 @@ class StackedGANTrainer:
                        for s, (x, _) in zip(seeds, self.data, strict=True)]
         self.mix_rngs = [np.random.default_rng([int(s), 8]) for s in seeds]
         self.n_train = torch.tensor([int(m.n_train) for m in self.models])
+        self.pA: Params = {}
+        if self.game.adversary:
+            self._init_adversary(reference_sets, seeds, betas)
+
+    def _init_adversary(self, reference_sets: Sequence[torch.Tensor] | None, seeds: Sequence[int],
+                        betas: tuple[float, float]) -> None:
+        """The third player's stack and each model's reference stream (the defender's reference records,
+        B per round in reshuffled passes, from model k's own generator)."""
+        name = self.game.adversary
+        if name not in ("membership", "statistics"):
+            raise ValueError(f"StackGame.adversary must be 'membership' or 'statistics', got {name!r}")
+        if reference_sets is None or len(reference_sets) != self.K:
+            raise ValueError(f"the '{name}' player needs one reference set per model (reference_sets)")
+        if name == "membership" and _batched(self.D_t) is None:
+            raise ValueError("MP-GAN's membership player reads D's hidden blocks: D must be nets/mlp.py's")
+        self.A_t, self.pA = _stack([m.players[name] for m in self.models])
+        self.A = _adversary(self.A_t)
+        self.opt_a = torch.optim.Adam(list(self.pA.values()), lr=self.game.adversary_lr, betas=betas, fused=True)
+        self.refs = [r.float() for r in reference_sets]
+        self.ref_passes = [_Passes(r.shape[0], self.B, np.random.default_rng([int(s), 9]), "reference records")
+                           for s, r in zip(seeds, self.refs, strict=True)]
 
     # ---- per-model draws (each from model k's own generator) ------------------------------------------
     def _real(self) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -190,13 +253,20 @@ class StackedGANTrainer:
         y = torch.stack([ys[torch.from_numpy(i)] for (_, ys), i in zip(self.data, picks, strict=True)])
         return x, F.one_hot(y, self.n_classes).float()
 
-    def _fake_inputs(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _reference(self) -> torch.Tensor:
+        """(K, B, ...) the next reference batch of every model."""
+        return torch.stack([r[torch.from_numpy(p.take())] for r, p in zip(self.refs, self.ref_passes, strict=True)])
+
+    def _fake_inputs(self, n: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Latents (K, n, z_dim) and label vectors (K, n, C) or None, n = B by default; per model the
+        labels are drawn before the latents (Defense.draw_fakes)."""
+        n = n or self.B
         yf = None
         if self.conditional:
-            labels = [torch.multinomial(p, self.B, replacement=True, generator=g)
+            labels = [torch.multinomial(p, n, replacement=True, generator=g)
                       for p, g in zip(self.priors, self.torch_gens, strict=True)]
             yf = F.one_hot(torch.stack(labels), self.n_classes).float()
-        z = torch.stack([torch.randn(self.B, self.z_dim, generator=g) for g in self.torch_gens])
+        z = torch.stack([torch.randn(n, self.z_dim, generator=g) for g in self.torch_gens])
         return z, yf
 
     def _mixed(self, x: torch.Tensor, y: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -249,6 +319,42 @@ class StackedGANTrainer:
             loss = loss - g.entropy_weight * (F.softplus(real_s) - torch.sigmoid(real_s) * real_s).mean(1)
         return loss
 
+    # ---- the third player (MP-GAN's M, MIMGAN's T) -----------------------------------------------------
+    def _q(self, x: torch.Tensor) -> torch.Tensor:
+        """MP-GAN's Q(x): (K, B, ...) -> (K, B, q), the chosen hidden blocks of each model's D (MPGAN.q)."""
+        feats = _disc_features(self.D_t, self.pD, x)
+        return torch.cat([feats[i] for i in self.game.q_layers], dim=2)
+
+    def membership_loss(self, x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+        """(K,) M's loss -L_M on (members, reference), D frozen (MPGAN.training_step's M step)."""
+        with torch.no_grad():
+            qx, qr = self._q(x), self._q(ref)
+        return F.softplus(-self.A(self.pA, qx)).mean((1, 2)) + F.softplus(self.A(self.pA, qr)).mean((1, 2))
+
+    def membership_log_likelihood(self, x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+        """(K,) L_M differentiable in D (MPGAN.membership_log_likelihood)."""
+        gain = -F.softplus(-self.A(self.pA, self._q(x))).mean((1, 2))
+        if self.game.membership_gain_only:
+            return gain
+        return gain - F.softplus(self.A(self.pA, self._q(ref))).mean((1, 2))
+
+    def mi_estimate(self, probe: torch.Tensor, x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+        """(K,) MIMGAN's I^(M; d_G(X)) per model from its probe samples (K, S, ...), members and reference
+        batches (K, B, ...): each record's distance to its nearest probe sample, per coordinate, read by T
+        (MIMGAN.mi_estimate); differentiable in the probe samples and in T."""
+        from mia_bench.nets.mi import discrete_mi_bound
+
+        r, f = torch.cat([x, ref], dim=1).flatten(2), probe.flatten(2)
+        with torch.no_grad():  # the choice of the nearest sample is a selection (pairwise_sq_dist, argmin)
+            d2 = (r * r).sum(2, keepdim=True) + (f * f).sum(2).unsqueeze(1) - 2.0 * torch.bmm(r, f.transpose(1, 2))
+            nearest = d2.clamp_min(0.0).argmin(2)
+        chosen = f.gather(1, nearest.unsqueeze(2).expand(-1, -1, f.shape[2]))
+        d = ((r - chosen).pow(2).mean(2) + 1e-12).sqrt()  # (K, 2B)
+        scores = self.A(self.pA, d.unsqueeze(2))  # (K, 2B, 2)
+        m = torch.cat([torch.ones(x.shape[1]), torch.zeros(ref.shape[1])]).long()
+        prior = torch.full((2,), 0.5)
+        return vmap(lambda s: discrete_mi_bound(self.game.mi_bound, s, m, prior))(scores)
+
     @staticmethod
     def _step(opt: torch.optim.Optimizer, params: Params, loss: torch.Tensor) -> None:
         grads = torch.autograd.grad(loss.sum(), list(params.values()))
@@ -259,15 +365,28 @@ class StackedGANTrainer:
         opt.step()
 
     def round(self, batch_idx: int) -> None:
+        g = self.game
         x, y = self._real()
-        mixing = bool(self.game.mix_alpha)
+        ref = self._reference() if g.adversary else None
+        mixing = bool(g.mix_alpha)
         if mixing:  # the critic sees only mixed pairs; fakes are conditioned on the mixed labels
             x, y = self._mixed(x, y)
+        if g.adversary == "membership":  # MP-GAN: k_m M steps first, D frozen
+            for _ in range(g.membership_steps):
+                self._step(self.opt_a, self.pA, self.membership_loss(x, ref))
         z, yf = self._fake_inputs()
         yf = y if mixing else yf
         fake = self.G(self.pG, z, yf)
-        self._step(self.opt_d, self.pD, self._d_loss(x, y, fake, yf, batch_idx))
-        if self.wgan and (batch_idx + 1) % self.game.n_critic:
+        probe = None
+        if g.adversary == "statistics":  # MIMGAN: the samples the distances are taken to
+            probe = self.G(self.pG, *self._fake_inputs(g.mi_samples))
+        loss_d = self._d_loss(x, y, fake, yf, batch_idx)
+        if g.adversary == "membership":
+            loss_d = loss_d + g.membership_weight * self.membership_log_likelihood(x, ref)
+        self._step(self.opt_d, self.pD, loss_d)
+        if probe is not None:  # T tightens the lower bound on detached samples
+            self._step(self.opt_a, self.pA, -self.mi_estimate(probe.detach(), x, ref))
+        if self.wgan and (batch_idx + 1) % g.n_critic:
             return
         if self.wgan:
             z, yf_new = self._fake_inputs()
@@ -276,6 +395,8 @@ class StackedGANTrainer:
             loss_g = -self.D(self.pD, fake, yf).mean(1)
         else:
             loss_g = F.softplus(-self.D(self.pD, fake, yf)).mean(1)
+        if probe is not None:
+            loss_g = loss_g + g.mi_weight * self.mi_estimate(probe, x, ref)
         self._step(self.opt_g, self.pG, loss_g)
 
     def fit(self, num_batches: int, on_round: Callable[[], None] | None = None) -> list[Any]:
@@ -287,7 +408,10 @@ class StackedGANTrainer:
                 on_round()
         with torch.no_grad():
             for k, m in enumerate(self.models):
-                for player, params in (("generator", self.pG), ("discriminator", self.pD)):
+                players = [("generator", self.pG), ("discriminator", self.pD)]
+                if self.game.adversary:
+                    players.append((self.game.adversary, self.pA))
+                for player, params in players:
                     for name, p in m.players[player].named_parameters():
                         p.copy_(params[name][k])
         return [m.eval() for m in self.models]

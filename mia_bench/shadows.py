@@ -8,7 +8,7 @@ subsets were drawn), so a second attack or a rerun reuses them; the `natural` ba
 does not depend on the defense, so every defense of one seed shares it.
 
 Banks of several models of a stackable game (`none` and its subclasses that keep its game, MEGAN, mixup, RelaxLoss,
-MP-GAN, MIMGAN: stack_game) train as one vectorised stack (nets/stacked_gan.py); any other recipe trains one model after another through
+MP-GAN, MIMGAN, privGAN, PAR-GAN: stack_game) train as one vectorised stack (nets/stacked_gan.py); any other recipe trains one model after another through
 runner.fit_defense, and the log says so (a single model always goes through fit_defense: at K = 1 the
 Lightning loop is the faster of the two).
 """
@@ -102,13 +102,14 @@ def with_steps(recipe: Recipe, steps: int) -> Recipe:
 def stack_game(recipe: Recipe) -> Any:
     """The nets/stacked_gan.StackGame the recipe plays, or None when it cannot be stacked. Stacked: the
     unprotected game (`none` and its subclasses that keep its game), MEGAN, mixup, RelaxLoss, MP-GAN and
-    MIMGAN (their third player and reference batches included), in float32. privGAN and PAR-GAN (whose
-    players are already stacks over their k discriminators) train one model after another; so do the
-    Opacus-based DP games."""
+    MIMGAN (their third player and reference batches included), privGAN and PAR-GAN (T models of k members
+    as one stack of T * k, `sharded`), in float32. The Opacus-based DP games train one model after another."""
     from mia_bench.defenses.megan import MEGAN
     from mia_bench.defenses.mimgan import MIMGAN
     from mia_bench.defenses.mixup import MixupGAN
     from mia_bench.defenses.mpgan import MPGAN
+    from mia_bench.defenses.pargan import PARGAN
+    from mia_bench.defenses.privgan import PrivGAN
     from mia_bench.defenses.relaxloss import RelaxLossGAN
     from mia_bench.nets.stacked_gan import StackGame
 
@@ -134,7 +135,27 @@ def stack_game(recipe: Recipe) -> Any:
     if cls is MIMGAN:
         return StackGame(adversary="statistics", adversary_lr=float(p.lr_t), mi_weight=float(p.beta),
                          mi_bound=str(p.bound), mi_samples=int(p.mi_samples))
+    if cls in (PrivGAN, PARGAN):
+        return StackGame(sharded=True)
     return None
+
+
+def new_stack(recipe: Recipe, models: list[Defense], train_sets: list[tuple[torch.Tensor, torch.Tensor]],
+              seeds: list[int], reference_sets: list[torch.Tensor] | None = None) -> Any:
+    """The stacked trainer of `recipe`'s game over fresh `models` (prepared on train_sets): nets/stacked_gan.py's,
+    or nets/stacked_shards.py's for privGAN and PAR-GAN."""
+    from mia_bench.nets.stacked_gan import StackedGANTrainer
+    from mia_bench.nets.stacked_shards import StackedShardGANTrainer
+
+    game = stack_game(recipe)
+    if game is None:
+        raise MiaBenchError(f"defense '{recipe.defense}' cannot be trained as a stack (shadows.stack_game)")
+    if game.sharded:
+        return StackedShardGANTrainer(models=models, train_sets=train_sets, batch_size=recipe.trainer.batch_size,
+                                      seeds=seeds)
+    return StackedGANTrainer(models=models, train_sets=train_sets, config=recipe.params,
+                             batch_size=recipe.trainer.batch_size, seeds=seeds, game=game,
+                             reference_sets=reference_sets)
 
 
 def _has_buffers(recipe: Recipe) -> bool:
@@ -209,10 +230,8 @@ def _fresh(recipe: Recipe, n_train: int, seed: int) -> Defense:
 
 def stacked_trainer(recipe: Recipe, data: ArrayDataset, subsets: list[np.ndarray], seeds: list[int],
                     reference_ids: list[np.ndarray | None] | None = None) -> Any:
-    """A StackedGANTrainer (nets/stacked_gan.py) over fresh `recipe` models, model k on the records subsets[k]
-    (and, for a recipe that needs reference data, reference batches from reference_ids[k])."""
-    from mia_bench.nets.stacked_gan import StackedGANTrainer
-
+    """The stacked trainer (new_stack) over fresh `recipe` models, model k on the records subsets[k] (and, for
+    a recipe that needs reference data, reference batches from reference_ids[k])."""
     models, sets = [], []
     for ids, s in zip(subsets, seeds, strict=True):
         m = _fresh(recipe, ids.size, s)
@@ -225,9 +244,7 @@ def stacked_trainer(recipe: Recipe, data: ArrayDataset, subsets: list[np.ndarray
         if reference_ids is None or any(r is None for r in reference_ids):
             raise MiaBenchError(f"defense '{recipe.defense}' needs reference data for each stacked model")
         refs = [data.take(np.asarray(r))[0] for r in reference_ids]
-    return StackedGANTrainer(models=models, train_sets=sets, config=recipe.params,
-                             batch_size=recipe.trainer.batch_size, seeds=seeds, game=stack_game(recipe),
-                             reference_sets=refs)
+    return new_stack(recipe, models, sets, seeds, refs)
 
 
 def _train_stacked(recipe: Recipe, data: ArrayDataset, subsets: list[np.ndarray], seeds: list[int],
@@ -313,8 +330,6 @@ def train_together(requests: list[dict], *, label: str = "local models") -> int:
         if path.is_file():  # train_bank loads it (and retrains it alone if it turns out stale)
             continue
         todo.setdefault(recipe.digest(), []).append((req, digest, path))
-    from mia_bench.nets.stacked_gan import StackedGANTrainer
-
     trained = 0
     for group in todo.values():
         if len(group) < 2:
@@ -333,9 +348,7 @@ def train_together(requests: list[dict], *, label: str = "local models") -> int:
             if req.get("reference_ids") is not None:  # MP-GAN, MIMGAN: the request's own reference records
                 refs.append(req["data"].take(np.asarray(req["reference_ids"], dtype=np.int64))[0])
         t0 = time.perf_counter()
-        trainer = StackedGANTrainer(models=models, train_sets=sets, config=recipe.params,
-                                    batch_size=recipe.trainer.batch_size, seeds=seeds, game=stack_game(recipe),
-                                    reference_sets=refs or None)
+        trainer = new_stack(recipe, models, sets, seeds, refs or None)
         rounds = recipe.trainer.max_steps * models[0].batches_per_generator_step
         with progress.task(f"{len(group)} {label} as one stack: rounds", total=rounds) as bar:
             fitted = trainer.fit(rounds, on_round=bar.advance)

@@ -187,3 +187,109 @@ def test_stacked_relaxloss_plays_relaxloss_phase_by_phase(digits, alpha, alterna
     assert phases == {0, 1}
     bce = F.softplus(-models[0].players["discriminator"](x[0], None if y is None else y[0])).mean()
     assert (bce > alpha) == (alpha < 1)  # each alpha reaches the branch it is here for
+
+
+# ---- privGAN and PAR-GAN: T models of k members as one stack of T * k (nets/stacked_shards.py) -----------
+def _shard_models(digits, defense: str, sizes: list[int], **overrides):
+    import dataclasses
+
+    from mia_bench.nets.stacked_shards import StackedShardGANTrainer  # noqa: F401 (the class under test)
+
+    resolved = quick(defense)
+    cfg = dataclasses.replace(resolved.defense_params, **overrides)
+    models, sets = [], []
+    for i, n in enumerate(sizes):
+        torch.manual_seed(500 + i)
+        m = DEFENSES.get(defense)(config=cfg, info=digits.info, n_train=n)
+        x, y = digits.take(np.arange(n) + 60 * i)
+        models.append(m)
+        sets.append((x, y))
+    return models, sets
+
+
+def _shard_trainer(models, sets, seeds):
+    from mia_bench.nets.stacked_shards import StackedShardGANTrainer
+
+    return StackedShardGANTrainer(models=models, train_sets=sets, batch_size=16, seeds=seeds)
+
+
+SHARD_CASES = [("privgan", {"disc_epochs": 2}), ("privgan", {"disc_epochs": 2, "n_generators": 3}),
+               ("pargan", {}), ("pargan", {"loss": "wgan-gp", "optimizer": "rmsprop", "n_d": 2})]
+
+
+@pytest.mark.parametrize(("defense", "overrides"), SHARD_CASES)
+def test_a_sharded_stack_of_t_equals_t_trainings_of_one(digits, defense, overrides):
+    """Models of different sizes (so privGAN's D_p pre-trains for different numbers of batches) trained as
+    one stack end with the parameters each gets trained alone; every player moves."""
+    sizes = [96, 112, 128]
+    models, sets = _shard_models(digits, defense, sizes, **overrides)
+    before = [{n: [p.detach().clone() for p in pl.parameters()] for n, pl in m.players.items()} for m in models]
+    tr = _shard_trainer(models, sets, [5, 6, 7])
+    if defense == "privgan":
+        assert len(set(tr.warmup.tolist())) == 3  # each model pre-trains D_p for its own count
+    tr.fit(10)  # privGAN: past dp_delay (0.5), so D_p also trains on fakes
+    for t in range(3):
+        single, _ = _shard_models(digits, defense, sizes, **overrides)
+        _shard_trainer([single[t]], [sets[t]], [5 + t]).fit(10)
+        for p, q in zip(models[t].parameters(), single[t].parameters(), strict=True):
+            torch.testing.assert_close(p, q, atol=1e-5, rtol=1e-4)
+        assert _moved(before[t], models[t]) == set(models[t].players)
+
+
+def test_stacked_privgan_plays_privgans_losses(digits):
+    """D's, D_p's and G's losses of a round, model by model, equal PrivGAN.training_step's on the same draws."""
+    from mia_bench.nets.stacked import stacked_bce
+
+    models, sets = _shard_models(digits, "privgan", [96, 96], privacy_ratio=0.7)
+    tr = _shard_trainer(models, sets, [1, 2])
+    x = tr._real()
+    z = tr._randn(16, tr.cfg.z_dim)
+    k = tr.k
+    source = torch.arange(k).repeat_interleave(16)
+    wrong = torch.stack([(source + torch.randint(1, k, source.shape)) % k for _ in range(2)])
+    fake_s = tr._privgan_generators(z)
+    loss_d, ce_p, loss_g = tr.privgan_d_loss(x, fake_s), tr.privgan_p_loss(fake_s), tr.privgan_g_loss(fake_s, wrong)
+    for t, m in enumerate(models):
+        G, D, Dp = m.players["generators"], m.players["discriminators"], m.players["privacy_discriminator"]
+        xt = x[t * k:(t + 1) * k]
+        fake = G(z[t].unsqueeze(0).expand(k, -1, -1))
+        logits = D(torch.cat([xt, fake.detach()], dim=1))
+        own_d = stacked_bce(logits[:, :16], m.config.real_label) + stacked_bce(logits[:, 16:], 0.0)
+        own_p = F.cross_entropy(Dp(fake.detach().flatten(0, 1)), source)
+        ce = F.cross_entropy(Dp(fake.flatten(0, 1)), wrong[t], reduction="none").view(k, 16).mean(1).sum()
+        own_g = stacked_bce(D(fake), 1.0) + 0.7 * ce
+        for stacked, own in ((loss_d[t], own_d), (ce_p[t], own_p), (loss_g[t], own_g)):
+            torch.testing.assert_close(stacked, own, atol=1e-5, rtol=1e-5)
+
+
+def test_stacked_pargan_plays_pargans_critic_loss(digits):
+    models, sets = _shard_models(digits, "pargan", [96, 96])
+    tr = _shard_trainer(models, sets, [1, 2])
+    x, fake = tr._real(), tr._pargan_fakes().detach()
+    stacked = tr.pargan_critic_loss(x, fake)
+    k = tr.k
+    for t, m in enumerate(models):
+        torch.testing.assert_close(stacked[t], m.critic_loss(x[t * k:(t + 1) * k], fake[t * k:(t + 1) * k]),
+                                   atol=1e-5, rtol=1e-5)
+
+
+def test_per_model_adam_is_adam_for_the_active_models_only():
+    from mia_bench.nets.stacked_shards import PerModelAdam
+
+    torch.manual_seed(0)
+    w = torch.randn(3, 4, 5)
+    ref = [w[i].clone().requires_grad_(True) for i in range(3)]
+    opts = [torch.optim.Adam([r], lr=0.01, betas=(0.5, 0.9)) for r in ref]
+    stacked = w.clone()
+    adam = PerModelAdam([stacked], lr=0.01, betas=(0.5, 0.9))
+    for step in range(6):
+        active = torch.tensor([True, step % 2 == 0, step < 2])
+        g = torch.randn(3, 4, 5)
+        adam.step([g], active)
+        for i in range(3):
+            if active[i]:
+                ref[i].grad = g[i].clone()
+                opts[i].step()
+    for i in range(3):
+        torch.testing.assert_close(stacked[i], ref[i].detach(), atol=1e-6, rtol=1e-5)
+    assert adam.t.tolist() == [6, 3, 2]

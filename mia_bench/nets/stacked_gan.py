@@ -39,6 +39,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
+from mia_bench.nets.stacked import StackedLinear
+
 Params = dict[str, torch.Tensor]
 
 
@@ -66,6 +68,7 @@ class StackGame:
     mi_weight: float = 0.0  # MIMGAN's beta: weight of the MI estimate in G's loss
     mi_bound: str = "dv"  # MIMGAN: "dv" | "nwj"
     mi_samples: int = 256  # MIMGAN: generated samples the nearest distances are taken over
+    sharded: bool = False  # privGAN / PAR-GAN: k members per model, trained by nets/stacked_shards.py
 
 
 class _Passes:
@@ -103,9 +106,13 @@ _ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Identity)
 
 
 def _layers(seq: Iterable[nn.Module], prefix: str, params: Params, h: torch.Tensor) -> torch.Tensor:
+    """A Sequential's layers on a stack's rows h (K, B, ...), layer i's parameters read from
+    params[f"{prefix}.{i}.*"] (K, ...); a StackedLinear's (k, ...) weights stacked as (K = T*k, ...) too."""
     for i, m in enumerate(seq):
         key = f"{prefix}.{i}" if prefix else str(i)
-        if isinstance(m, nn.Linear):
+        if isinstance(m, nn.Flatten):
+            h = h.flatten(2)
+        elif isinstance(m, (nn.Linear, StackedLinear)):
             h = _linear(h, params[f"{key}.weight"], params.get(f"{key}.bias"))
         elif isinstance(m, nn.LayerNorm):
             h = F.layer_norm(h, m.normalized_shape, eps=m.eps)
@@ -117,7 +124,7 @@ def _layers(seq: Iterable[nn.Module], prefix: str, params: Params, h: torch.Tens
 
 
 def _plain(modules: Iterable[nn.Module]) -> bool:
-    return all(isinstance(m, (nn.Linear, nn.LayerNorm, *_ELEMENTWISE)) for m in modules)
+    return all(isinstance(m, (nn.Linear, StackedLinear, nn.Flatten, nn.LayerNorm, *_ELEMENTWISE)) for m in modules)
 
 
 def _batched(template: nn.Module) -> Callable[..., torch.Tensor] | None:

@@ -1,6 +1,7 @@
 """Protocol v2's T targets of one defense trained as one vectorised stack vs one after another.
 
-For `none`, `megan` and `mixup` (digits suite, its design of seed 0): T targets on their IN halves,
+For `none`, `megan` and `mixup` by default (any stackable defense with --defenses: mpgan, mimgan, relaxloss,
+privgan, pargan; digits suite, its design of seed 0): T targets on their IN halves,
   stacked      nets/stacked_gan.py over all T (what protocol v2 runs)
   plain loop   the same trainer with one model, T times (a plain PyTorch loop: no Lightning)
   Lightning    runner.fit_defense for one model, times T (what an unstackable recipe costs)
@@ -36,20 +37,21 @@ def one_defense(defense: str, steps: int, targets: int) -> dict[str, float]:
     recipe = Recipe.of(resolved, data.info)
     subsets = [design.population[row] for row in design.inside]
     seeds = [shadows.model_seed(0, k) for k in range(targets)]
-    trainer = shadows.stacked_trainer(recipe, data, subsets, seeds)
+    refs = [design.reference] * targets  # the defender's reference data (MP-GAN, MIMGAN; ignored otherwise)
+    trainer = shadows.stacked_trainer(recipe, data, subsets, seeds, refs)
     rounds = steps * trainer.models[0].batches_per_generator_step
     with FlopCounterMode(display=False) as counter:
-        shadows.stacked_trainer(recipe, data, subsets[:targets], seeds).round(0)
+        shadows.stacked_trainer(recipe, data, subsets, seeds, refs).round(0)
     t = time.perf_counter()
     trainer.fit(rounds)
     stacked = time.perf_counter() - t
     t = time.perf_counter()
     for ids, s in zip(subsets, seeds, strict=True):
-        shadows.stacked_trainer(recipe, data, [ids], [s]).fit(rounds)
+        shadows.stacked_trainer(recipe, data, [ids], [s], refs[:1]).fit(rounds)
     plain = time.perf_counter() - t
     t = time.perf_counter()
     fit_defense(defense=defense, params=resolved.defense_params, trainer=single_process(resolved.config.trainer),
-                data=data, train_ids=subsets[0], seed=seeds[0])
+                data=data, train_ids=subsets[0], seed=seeds[0], reference_ids=design.reference)
     lightning = (time.perf_counter() - t) * targets
     return {"stacked": stacked, "plain": plain, "lightning": lightning,
             "gflops": counter.get_total_flops() * rounds / stacked / 1e9}

@@ -236,6 +236,13 @@ class StackedShardGANTrainer:
                              for g in self.gens])
         self._step(self.opt_g, self.pG, self.privgan_g_loss(fake, wrong))
 
+    def round(self, batch_idx: int, total: int = 1) -> None:
+        """One round of the game (no pre-training): batch `batch_idx` of a budget of `total` rounds."""
+        if self.privgan:
+            self._privgan_round(batch_idx, total)
+        else:
+            self._pargan_round()
+
     # ---- fit -----------------------------------------------------------------------------------------
     def fit(self, num_batches: int, on_round: Callable[[], None] | None = None) -> list[Any]:
         """privGAN's D_p pre-training, then `num_batches` rounds of the game (calling on_round() after each);
@@ -243,10 +250,7 @@ class StackedShardGANTrainer:
         if self.privgan:
             self._privgan_warmup()
         for j in range(num_batches):
-            if self.privgan:
-                self._privgan_round(j, num_batches)
-            else:
-                self._pargan_round()
+            self.round(j, num_batches)
             if on_round is not None:
                 on_round()
         k = self.k

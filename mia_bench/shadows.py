@@ -93,6 +93,41 @@ def natural_recipe(recipe: Recipe) -> Recipe:
     return replace(recipe, defense="none", params=replace(GANConfig(), **shared))
 
 
+def attacker_reference(recipe: Recipe, train: np.ndarray,
+                       pool: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """(training ids, reference ids or None) for a model the attacker trains on `train`: a recipe that needs
+    reference data (MP-GAN, MIMGAN) takes `pool`, or, when the suite gives no pool (protocol v2's digits),
+    the last quarter of `train`, as logan_bb splits the release."""
+    train = np.asarray(train, dtype=np.int64)
+    if not DEFENSES.get(recipe.defense).needs_reference:
+        return train, None
+    pool = np.asarray(pool, dtype=np.int64)
+    if pool.size:
+        return train, pool
+    head, tail = np.array_split(train, [train.size - train.size // 4])
+    if not (head.size and tail.size):
+        raise MiaBenchError(f"'{recipe.defense}' needs reference data and {train.size} attacker records cannot be split")
+    return head, tail
+
+
+def fit_batch(recipe: Recipe, n_records: int, n_reference: int | None = None) -> Recipe:
+    """The recipe with a batch that fits a model the attacker trains on few records: at most what one of
+    the recipe's shards holds (privGAN and PAR-GAN cut their records into k shards, B per shard per batch)
+    and what its reference set holds; unchanged when the recipe's batch fits already. The attacker's own
+    choice, logged; a target's recipe is never changed this way."""
+    cls = DEFENSES.get(recipe.defense)
+    with torch.device("meta"):
+        shards = cls(config=recipe.params, info=recipe.info, n_train=max(int(n_records), 1)).n_shards
+    cap = int(n_records) // shards
+    if n_reference is not None:
+        cap = min(cap, int(n_reference))
+    if cap >= recipe.trainer.batch_size or cap < 2:
+        return recipe
+    log.info("'%s' attacker model on %d records (%d shards%s): batch %d instead of %d", recipe.defense, n_records,
+             shards, "" if n_reference is None else f", {n_reference} reference", cap, recipe.trainer.batch_size)
+    return replace(recipe, trainer=replace(recipe.trainer, batch_size=cap))
+
+
 def with_steps(recipe: Recipe, steps: int) -> Recipe:
     """The recipe with `steps` generator updates (0 keeps the target's budget): the attacker's own budget
     for local and substitute models."""

@@ -363,3 +363,35 @@ def test_attack_models_of_a_defense_that_needs_reference_data(digits, tmp_path, 
     else:
         model_info = attack.details["reference_model" if name == "ganleaks_fbb_cal" else "substitute"]
         assert model_info["recipe"] == "mpgan"
+
+
+# ---- models the attacker trains on its own few records (protocol v2's digits: 247, no shadow pool) -------
+def test_a_reference_needing_recipe_gets_a_quarter_of_the_attackers_records_when_there_is_no_pool(digits):
+    mp = Recipe.of(quick("mpgan"), digits.info)
+    aux = np.arange(247) + 1000
+    train, ref = shadows.attacker_reference(mp, aux, np.array([], dtype=np.int64))
+    assert ref is not None and ref.size == 61 and train.size == 186
+    assert not set(train) & set(ref) and set(train) | set(ref) == set(aux)
+    train, ref = shadows.attacker_reference(mp, aux, np.arange(50))  # a pool: used as is
+    assert train.size == 247 and ref.size == 50
+    none = Recipe.of(quick("none"), digits.info)
+    assert shadows.attacker_reference(none, aux, np.array([], dtype=np.int64))[1] is None
+
+
+@pytest.mark.parametrize(("defense", "overrides", "n", "n_ref", "batch"),
+                         [("pargan", ["defense.n_discriminators=4"], 247, None, 61),
+                          ("mpgan", [], 186, 61, 61), ("none", [], 247, None, 64), ("pargan", [], 1000, None, 64)])
+def test_an_attacker_model_batch_fits_its_shards_and_reference(digits, defense, overrides, n, n_ref, batch):
+    recipe = Recipe.of(quick(defense, "trainer.batch_size=64", *overrides), digits.info)
+    fitted = shadows.fit_batch(recipe, n, n_ref)
+    assert fitted.trainer.batch_size == batch
+    assert (fitted is recipe) == (batch == 64)  # a recipe that fits keeps its digest (and its cache)
+
+
+def test_a_four_shard_pargan_trains_on_the_attackers_247_records(digits):
+    recipe = shadows.with_steps(Recipe.of(quick("pargan", "trainer.batch_size=64", "defense.n_discriminators=4"),
+                                          digits.info), 3)
+    ids = np.arange(247) + 1000
+    bank = shadows.train_bank(recipe=shadows.fit_batch(recipe, ids.size), data=digits, ids=ids, n_models=1,
+                              size=shadows.EVERY_RECORD, seed=0, cache_dir=None)
+    assert bank.models[0].n_train == 247

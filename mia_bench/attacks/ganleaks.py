@@ -140,9 +140,11 @@ class _Calibrated(Attack):
             raise MiaBenchError(f"{self.name}: reference must be 'defense' or 'natural' and calibration one of "
                                 f"{CALIBRATIONS} (got {self.config.reference!r}, {self.config.calibration!r})")
         recipe = knowledge.recipe if self.config.reference == "defense" else shadows.natural_recipe(knowledge.recipe)
-        bank = shadows.train_bank(recipe=recipe, data=knowledge.dataset, ids=knowledge.ids["attacker_aux"],
-                                  n_models=1, size=shadows.EVERY_RECORD, seed=knowledge.seed, cache_dir=knowledge.cache_dir,
-                                  reference_ids=knowledge.ids["shadow_pool"])  # for recipes that need one (MP-GAN)
+        train, reference = shadows.attacker_reference(recipe, knowledge.ids["attacker_aux"], knowledge.ids["shadow_pool"])
+        recipe = shadows.fit_batch(recipe, train.size, None if reference is None else reference.size)
+        bank = shadows.train_bank(recipe=recipe, data=knowledge.dataset, ids=train, n_models=1,
+                                  size=shadows.EVERY_RECORD, seed=knowledge.seed, cache_dir=knowledge.cache_dir,
+                                  reference_ids=reference)
         self.reference_model: Defense = bank.models[0]
         settings = json.dumps({"attack": self.name, **asdict(self.config), "seed": self.seed,
                                "search_version": latent.VERSION}, sort_keys=True)

@@ -106,7 +106,8 @@ def attacker_reference(recipe: Recipe, train: np.ndarray,
         return train, pool
     head, tail = np.array_split(train, [train.size - train.size // 4])
     if not (head.size and tail.size):
-        raise MiaBenchError(f"'{recipe.defense}' needs reference data and {train.size} attacker records cannot be split")
+        raise MiaBenchError(f"'{recipe.defense}' needs reference data, split off the attacker's {train.size} "
+                            "records, which are too few: release more samples or give the attacker more data")
     return head, tail
 
 

@@ -45,7 +45,6 @@ import torch
 
 from mia_bench import shadows
 from mia_bench.attacks.base import AccessLevel, Attack, AttackerKnowledge, TargetView, register
-from mia_bench.defenses import DEFENSES
 from mia_bench.errors import MiaBenchError
 
 
@@ -89,12 +88,7 @@ class LoganBlackBox(Attack):
                 raise MiaBenchError(f"logan_bb: lr is set but the local recipe ({recipe.defense}) has no lr_g / lr_d")
             recipe = replace(recipe, params=replace(recipe.params, lr_g=self.config.lr, lr_d=self.config.lr))
         data = shadows.released_dataset(view.released, view.info)
-        train, reference = np.arange(len(data)), None
-        if DEFENSES.get(recipe.defense).needs_reference:
-            train, reference = np.array_split(train, [len(data) - len(data) // 4])
-            if not (train.size and reference.size):
-                raise MiaBenchError(f"logan_bb with recipe 'defense' ({recipe.defense}) splits the released samples "
-                                    f"into training and reference data; {len(data)} are too few, release more")
+        train, reference = shadows.attacker_reference(recipe, np.arange(len(data)), np.empty(0, dtype=np.int64))
         return dict(recipe=recipe, data=data, ids=train, n_models=1, size=shadows.EVERY_RECORD, seed=knowledge.seed,
                     cache_dir=knowledge.cache_dir, reference_ids=reference)
 

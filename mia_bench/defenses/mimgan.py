@@ -42,7 +42,7 @@ import torch
 from mia_bench.data.datasets import DataInfo
 from mia_bench.defenses.base import register
 from mia_bench.defenses.mlp_game import MLPGame, MLPGameConfig
-from mia_bench.nets.distance import pairwise_sq_dist
+from mia_bench.nets.distance import nearest_sample_distance
 from mia_bench.nets.losses import ns_d_loss, ns_g_loss
 from mia_bench.nets.mi import MI_BOUNDS, StatisticsNetwork, discrete_mi_bound
 
@@ -83,10 +83,7 @@ class MIMGAN(MLPGame):
     def nearest_distances(self, records: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         """(N, *shape) records, (S, *shape) samples -> (N,) distance of each record to its nearest sample,
         per coordinate (L2 / sqrt(dim)); differentiable in `fake` through the chosen sample."""
-        r, f = records.flatten(1), fake.flatten(1)
-        with torch.no_grad():  # the choice of the nearest sample is a selection, not differentiated
-            nearest = pairwise_sq_dist(r, f).argmin(dim=1)
-        return ((r - f[nearest]).pow(2).mean(1) + 1e-12).sqrt()
+        return nearest_sample_distance(records.flatten(1), fake.flatten(1))
 
     def mi_estimate(self, fake: torch.Tensor, x: torch.Tensor, ref_x: torch.Tensor) -> torch.Tensor:
         """I^(M; d_G(X)) in nats (scalar, <= log 2) from (S, *shape) samples, (B, *shape) members and

@@ -6,9 +6,20 @@ import torch
 
 
 def pairwise_sq_dist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """(n, d), (m, d) -> (n, m) squared Euclidean distances, via one matmul (clamped at 0)."""
-    d2 = (a * a).sum(1, keepdim=True) + (b * b).sum(1)[None, :] - 2.0 * (a @ b.T)
+    """(..., n, d), (..., m, d) -> (..., n, m) squared Euclidean distances, via one (batched) matmul,
+    clamped at 0."""
+    d2 = (a * a).sum(-1, keepdim=True) + (b * b).sum(-1).unsqueeze(-2) - 2.0 * (a @ b.transpose(-1, -2))
     return d2.clamp_min_(0.0)
+
+
+def nearest_sample_distance(records: torch.Tensor, samples: torch.Tensor) -> torch.Tensor:
+    """(..., n, d) records, (..., s, d) samples -> (..., n): each record's distance to its nearest sample,
+    per coordinate (L2 / sqrt(d)); differentiable in `samples` through the chosen sample, the choice itself
+    is a selection and is not differentiated (MIMGAN's d_G(X))."""
+    with torch.no_grad():
+        nearest = pairwise_sq_dist(records, samples).argmin(-1)
+    chosen = samples.gather(-2, nearest.unsqueeze(-1).expand(*nearest.shape, samples.shape[-1]))
+    return ((records - chosen).pow(2).mean(-1) + 1e-12).sqrt()
 
 
 def nearest_distance(queries: torch.Tensor, refs: torch.Tensor, *, chunk: int = 256,

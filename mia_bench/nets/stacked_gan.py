@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
+from mia_bench.nets.distance import nearest_sample_distance
 from mia_bench.nets.stacked import StackedLinear
 
 Params = dict[str, torch.Tensor]
@@ -351,12 +352,7 @@ class StackedGANTrainer:
         (MIMGAN.mi_estimate); differentiable in the probe samples and in T."""
         from mia_bench.nets.mi import discrete_mi_bound
 
-        r, f = torch.cat([x, ref], dim=1).flatten(2), probe.flatten(2)
-        with torch.no_grad():  # the choice of the nearest sample is a selection (pairwise_sq_dist, argmin)
-            d2 = (r * r).sum(2, keepdim=True) + (f * f).sum(2).unsqueeze(1) - 2.0 * torch.bmm(r, f.transpose(1, 2))
-            nearest = d2.clamp_min(0.0).argmin(2)
-        chosen = f.gather(1, nearest.unsqueeze(2).expand(-1, -1, f.shape[2]))
-        d = ((r - chosen).pow(2).mean(2) + 1e-12).sqrt()  # (K, 2B)
+        d = nearest_sample_distance(torch.cat([x, ref], dim=1).flatten(2), probe.flatten(2))  # (K, 2B)
         scores = self.A(self.pA, d.unsqueeze(2))  # (K, 2B, 2)
         m = torch.cat([torch.ones(x.shape[1]), torch.zeros(ref.shape[1])]).long()
         prior = torch.full((2,), 0.5)

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mia_bench.nets.stacked_gan import Params, _batched, _layers, _linear, _Passes, _stack
+from mia_bench.nets.stacked_gan import Params, StackedGANTrainer, _batched, _layers, _linear, _Passes, _stack
 
 SHARD_GAMES = ("privgan", "pargan")
 
@@ -133,24 +133,23 @@ class StackedShardGANTrainer:
         h = _linear(h, self.pG["out.weight"], self.pG["out.bias"])
         return torch.tanh(h).view(self.T * self.k, z.shape[1], *self.shape)
 
+    def _shard_batch(self, t: int) -> torch.Tensor:
+        """(k, B, ...): the next B records of each of model t's shards (the data module's shard-major batch)."""
+        return torch.stack([self.data[t][torch.from_numpy(part[p.take()])] for part, p in self.shard_passes[t]])
+
     def _real(self) -> torch.Tensor:
         """(T*k, B, ...): row t*k + i holds B records of model t's shard i."""
-        rows = [x[torch.from_numpy(part[p.take()])] for x, shards in zip(self.data, self.shard_passes, strict=True)
-                for part, p in shards]
-        return torch.stack(rows)
+        return torch.cat([self._shard_batch(t) for t in range(self.T)])
 
     def _randn(self, n: int, dim: int) -> torch.Tensor:
         return torch.stack([torch.randn(n, dim, generator=g) for g in self.gens])
 
+    _step = staticmethod(StackedGANTrainer._step)
+
     @staticmethod
-    def _step(opt: Any, params: Params, loss: torch.Tensor, active: torch.Tensor | None = None) -> None:
-        grads = [g.contiguous() for g in torch.autograd.grad(loss.sum(), list(params.values()))]
-        if active is not None:
-            opt.step(grads, active)
-            return
-        for p, g in zip(params.values(), grads, strict=True):
-            p.grad = g
-        opt.step()
+    def _step_some(opt: PerModelAdam, params: Params, loss: torch.Tensor, active: torch.Tensor) -> None:
+        """A PerModelAdam step of the `active` models only."""
+        opt.step(torch.autograd.grad(loss.sum(), list(params.values())), active)
 
     def _per_model(self, per_member: torch.Tensor) -> torch.Tensor:
         """(T*k,) member terms -> (T, k)."""
@@ -195,13 +194,11 @@ class StackedShardGANTrainer:
         labels = torch.arange(self.k).repeat_interleave(self.B)
         for r in range(int(self.warmup.max()) if self.T else 0):
             active = r < self.warmup
-            rows = []
-            for t, (x, shards) in enumerate(zip(self.data, self.shard_passes, strict=True)):
-                rows.append(torch.cat([x[torch.from_numpy(part[p.take()])] for part, p in shards]) if active[t]
-                            else torch.zeros(self.k * self.B, *self.shape))
+            rows = [self._shard_batch(t).flatten(0, 1) if active[t] else torch.zeros(self.k * self.B, *self.shape)
+                    for t in range(self.T)]
             logits = self._privacy_logits(torch.stack(rows))  # (T, k*B, k)
             ce = F.cross_entropy(logits.flatten(0, 1), labels.repeat(self.T), reduction="none").view(self.T, -1)
-            self._step(self.opt_p, self.pP, ce.mean(1) * active, active)
+            self._step_some(self.opt_p, self.pP, ce.mean(1), active)
 
     def privgan_d_loss(self, x: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         """(T,) sum over each model's D_j of BCE(D_j(x_j), real_label) + BCE(D_j(G_j(z)), 0); x, fake (T*k, B, ...)."""
@@ -230,7 +227,7 @@ class StackedShardGANTrainer:
         fake = self._privgan_generators(self._randn(self.B, self.cfg.z_dim))  # one z shared by every G_j
         self._step(self.opt_d, self.pD, self.privgan_d_loss(x, fake))
         if j >= self.cfg.dp_delay * total:
-            self._step(self.opt_p, self.pP, self.privgan_p_loss(fake), torch.ones(self.T, dtype=torch.bool))
+            self._step_some(self.opt_p, self.pP, self.privgan_p_loss(fake), torch.ones(self.T, dtype=torch.bool))
         source = torch.arange(self.k).repeat_interleave(self.B)
         wrong = torch.stack([(source + torch.randint(1, self.k, source.shape, generator=g)) % self.k
                              for g in self.gens])

@@ -102,6 +102,8 @@ def fit_defense(*, defense: str, params: Any, trainer: TrainerConfig, data: Arra
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
             warnings.filterwarnings("ignore", message=".*You called `self.log.*no logger.*")
             warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated.*")
+            # Opacus's per-sample hooks on D when its input needs no gradient (DP-GAN's real records): expected
+            warnings.filterwarnings("ignore", message=".*Full backward hook is firing.*")
             build_trainer(trainer, logger=logger, callbacks=[ranks, guard, *shown, *(callbacks or [])]).fit(model, datamodule=dm)
         ranks.restore(model)
     bad = nonfinite_players(model)

@@ -139,7 +139,9 @@ def stack_game(recipe: Recipe) -> Any:
     """The nets/stacked_gan.StackGame the recipe plays, or None when it cannot be stacked. Stacked: the
     unprotected game (`none` and its subclasses that keep its game), MEGAN, mixup, RelaxLoss, MP-GAN and
     MIMGAN (their third player and reference batches included), privGAN and PAR-GAN (T models of k members
-    as one stack of T * k, `sharded`), in float32. The Opacus-based DP games train one model after another."""
+    as one stack of T * k, `sharded`), GS-WGAN (T models of K shard critics, `sanitized`), in float32. The
+    Opacus-based DP game (DP-GAN) trains one model after another."""
+    from mia_bench.defenses.gswgan import GSWGAN
     from mia_bench.defenses.megan import MEGAN
     from mia_bench.defenses.mimgan import MIMGAN
     from mia_bench.defenses.mixup import MixupGAN
@@ -173,19 +175,25 @@ def stack_game(recipe: Recipe) -> Any:
                          mi_bound=str(p.bound), mi_samples=int(p.mi_samples))
     if cls in (PrivGAN, PARGAN):
         return StackGame(sharded=True)
+    if cls is GSWGAN:
+        return StackGame(wgan=True, sanitized=True, stack_alone=True)
     return None
 
 
 def new_stack(recipe: Recipe, models: list[Defense], train_sets: list[tuple[torch.Tensor, torch.Tensor]],
               seeds: list[int], reference_sets: list[torch.Tensor] | None = None) -> Any:
     """The stacked trainer of `recipe`'s game over fresh `models` (prepared on train_sets): nets/stacked_gan.py's,
-    or nets/stacked_shards.py's for privGAN and PAR-GAN."""
+    nets/stacked_shards.py's for privGAN and PAR-GAN, or nets/stacked_gswgan.py's for GS-WGAN."""
     from mia_bench.nets.stacked_gan import StackedGANTrainer
+    from mia_bench.nets.stacked_gswgan import StackedGSWGANTrainer
     from mia_bench.nets.stacked_shards import StackedShardGANTrainer
 
     game = stack_game(recipe)
     if game is None:
         raise MiaBenchError(f"defense '{recipe.defense}' cannot be trained as a stack (shadows.stack_game)")
+    if game.sanitized:
+        return StackedGSWGANTrainer(models=models, train_sets=train_sets, batch_size=recipe.trainer.batch_size,
+                                    seeds=seeds)
     if game.sharded:
         return StackedShardGANTrainer(models=models, train_sets=train_sets, batch_size=recipe.trainer.batch_size,
                                       seeds=seeds)
@@ -286,9 +294,21 @@ def stacked_trainer(recipe: Recipe, data: ArrayDataset, subsets: list[np.ndarray
 def _train_stacked(recipe: Recipe, data: ArrayDataset, subsets: list[np.ndarray], seeds: list[int],
                    reference_ids: list[np.ndarray | None]) -> list[Defense]:
     trainer = stacked_trainer(recipe, data, subsets, seeds, reference_ids)
+    return _fit_stack(trainer, recipe, f"{len(subsets)} '{recipe.defense}' models as one stack: rounds")
+
+
+def _fit_stack(trainer: Any, recipe: Recipe, label: str) -> list[Defense]:
+    """trainer.fit over the recipe's budget, with a progress bar over its rounds (warm-up rounds included)."""
     rounds = recipe.trainer.max_steps * trainer.models[0].batches_per_generator_step
-    with progress.task(f"{len(subsets)} '{recipe.defense}' models as one stack: rounds", total=rounds) as bar:
+    warm = trainer.warmup_rounds(rounds) if hasattr(trainer, "warmup_rounds") else 0
+    with progress.task(label, total=rounds + warm) as bar:
         return trainer.fit(rounds, on_round=bar.advance)
+
+
+def _alone(recipe: Recipe) -> bool:
+    """True when even one model of the recipe trains faster as a stack (StackGame.stack_alone)."""
+    game = stack_game(recipe)
+    return game is not None and game.stack_alone
 
 
 def _train_sequential(recipe: Recipe, data: ArrayDataset, subsets: list[np.ndarray], seeds: list[int],
@@ -328,7 +348,8 @@ def train_bank(*, recipe: Recipe, data: ArrayDataset, ids: np.ndarray, n_models:
     members = draw_subsets(ids.size, n_models, size=size, seed=seed) if members is None else np.asarray(members, bool)
     subsets = [ids[row] for row in members]
     seeds = [model_seed(seed, k) for k in range(n_models)]
-    stacked = stack and n_models > 1 and can_stack(recipe)  # one model: the plain Lightning loop is faster
+    # one model: the plain Lightning loop is faster, except for a game that says otherwise
+    stacked = stack and can_stack(recipe) and (n_models > 1 or _alone(recipe))
     t0 = time.perf_counter()
     refs = _references(recipe, ids, members, reference_ids)
     if stacked:
@@ -368,7 +389,7 @@ def train_together(requests: list[dict], *, label: str = "local models") -> int:
         todo.setdefault(recipe.digest(), []).append((req, digest, path))
     trained = 0
     for group in todo.values():
-        if len(group) < 2:
+        if len(group) < 2 and not _alone(group[0][0]["recipe"]):
             continue  # one model: train_bank's Lightning loop is the faster of the two
         recipe = group[0][0]["recipe"]
         models, sets, seeds, refs = [], [], [], []
@@ -385,9 +406,7 @@ def train_together(requests: list[dict], *, label: str = "local models") -> int:
                 refs.append(req["data"].take(np.asarray(req["reference_ids"], dtype=np.int64))[0])
         t0 = time.perf_counter()
         trainer = new_stack(recipe, models, sets, seeds, refs or None)
-        rounds = recipe.trainer.max_steps * models[0].batches_per_generator_step
-        with progress.task(f"{len(group)} {label} as one stack: rounds", total=rounds) as bar:
-            fitted = trainer.fit(rounds, on_round=bar.advance)
+        fitted = _fit_stack(trainer, recipe, f"{len(group)} {label} as one stack: rounds")
         seconds = (time.perf_counter() - t0) / len(group)
         for (req, digest, path), m in zip(group, fitted, strict=True):
             ids = np.asarray(req["ids"], dtype=np.int64)
@@ -417,6 +436,7 @@ def _save(path: Path, bank: ShadowBank) -> None:
         "members": torch.tensor(bank.members), "stacked": bank.stacked, "seconds": bank.seconds,
         "n_train": [int(m.n_train) for m in bank.models],
         "state_dicts": [{k: v.detach().cpu() for k, v in m.state_dict().items()} for m in bank.models],
+        "extras": [m.checkpoint_extra() for m in bank.models],  # a DP model's accountant, steps and sigma
     })
 
 
@@ -425,10 +445,16 @@ def _load(path: Path, recipe: Recipe, digest: str) -> ShadowBank | None:
     if not isinstance(blob, dict) or blob.get("format") != FORMAT or blob.get("digest") != digest:
         return None  # foreign or stale: retrain and overwrite
     cls = DEFENSES.get(recipe.defense)
+    extras = blob.get("extras")
+    if extras is None:
+        if cls.checkpoint_extra is not Defense.checkpoint_extra:
+            return None  # written before banks kept the models' extras: its privacy report would be lost
+        extras = [{} for _ in blob["state_dicts"]]
     models = []
-    for n_train, state in zip(blob["n_train"], blob["state_dicts"], strict=True):
+    for n_train, state, extra in zip(blob["n_train"], blob["state_dicts"], extras, strict=True):
         m = cls(config=recipe.params, info=recipe.info, n_train=int(n_train))
         m.load_state_dict(state, strict=True)
+        m.load_checkpoint_extra(extra)
         models.append(m.eval())
     return ShadowBank(models=models, record_ids=blob["record_ids"].numpy(), members=blob["members"].numpy(),
                       recipe=recipe, digest=digest, stacked=bool(blob["stacked"]), seconds=float(blob["seconds"]),

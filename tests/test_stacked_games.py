@@ -293,3 +293,127 @@ def test_per_model_adam_is_adam_for_the_active_models_only():
     for i in range(3):
         torch.testing.assert_close(stacked[i], ref[i].detach(), atol=1e-6, rtol=1e-5)
     assert adam.t.tolist() == [6, 3, 2]
+
+
+# ---- GS-WGAN: T models of K shard critics, one gathered critic per model and round (nets/stacked_gswgan.py) --
+GSW = {"n_discriminators": 4, "noise_multiplier": 0.5, "target_epsilon": None, "warmup": 0.25, "critic_iters": 2,
+       "deterministic_noise": True}
+
+
+def _gsw_trainer(models, sets, seeds, batch_size=16):
+    from mia_bench.nets.stacked_gswgan import StackedGSWGANTrainer
+
+    return StackedGSWGANTrainer(models=models, train_sets=sets, batch_size=batch_size, seeds=seeds)
+
+
+@pytest.mark.parametrize(("batch_size", "overrides"), [(16, {}), (4, {"conditional": False, "critic_iters": 1})])
+def test_a_gswgan_stack_of_t_equals_t_trainings_of_one(digits, batch_size, overrides):
+    """Models of different sizes (their shards differ by a record, so batches are padded) trained as one stack
+    end with the parameters each gets alone, released EMA included; the warm-up moves the throw-away
+    generator and is not charged; every player moves."""
+    from opacus.accountants.analysis.rdp import compute_rdp, get_privacy_spent
+    from opacus.accountants.rdp import RDPAccountant
+
+    cfg = {**GSW, **overrides}
+    sizes = [30, 33, 37]  # 4 shards of 7-10 records: the batch is the whole shard at B = 16, a part at B = 4
+    models, sets = _shard_models(digits, "gswgan", sizes, **cfg)
+    before = [{n: [p.detach().clone() for p in pl.parameters()] for n, pl in m.players.items()} for m in models]
+    ema0 = [p.detach().clone() for p in models[0].released.parameters()]
+    tr = _gsw_trainer(models, sets, [5, 6, 7], batch_size)
+    steps = 4
+    tr.fit(steps * cfg["critic_iters"])
+    assert tr.warmup_rounds(steps * cfg["critic_iters"]) == 1 * cfg["critic_iters"]  # round(0.25 * 4) steps
+    for t in range(3):
+        single, _ = _shard_models(digits, "gswgan", sizes, **cfg)
+        _gsw_trainer([single[t]], [sets[t]], [5 + t], batch_size).fit(steps * cfg["critic_iters"])
+        for p, q in zip(models[t].parameters(), single[t].parameters(), strict=True):
+            torch.testing.assert_close(p, q, atol=1e-5, rtol=1e-4)
+        assert _moved(before[t], models[t]) == set(models[t].players)
+    assert not all(torch.equal(a, b) for a, b in zip(ema0, models[0].released.parameters(), strict=True))
+    report = models[0].privacy_report()
+    rdp = compute_rdp(q=1 / 4, noise_multiplier=0.5, steps=steps * batch_size, orders=RDPAccountant.DEFAULT_ALPHAS)
+    assert report["steps"] == steps and report["compositions"] == steps * batch_size
+    assert report["epsilon"] == pytest.approx(get_privacy_spent(orders=RDPAccountant.DEFAULT_ALPHAS, rdp=rdp, delta=1e-5)[0],
+                                              rel=1e-9)
+
+
+def test_stacked_gswgan_plays_gswgans_critic_loss_on_padded_shards(digits):
+    """D_k's loss per model, D(fake) - D(x) + 10 GP + 0.001 D(x)^2 over the model's own (unpadded) batch,
+    equals the loss GSWGAN.training_step writes with the model's own critic, on the same draws."""
+    from mia_bench.nets.losses import gradient_penalty
+
+    models, sets = _shard_models(digits, "gswgan", [30, 37], **GSW)
+    tr = _gsw_trainer(models, sets, [1, 2])
+    tr._pick_shards()
+    x, y, mask = tr._real()
+    assert mask[0].sum() < mask.shape[1] == mask[1].sum()  # model 0's shards (7-8) are shorter: padded
+    fake = torch.rand(x.shape) * 2 - 1
+    states = [g.get_state() for g in tr.gens]
+    loss = tr.critic_loss(tr._critics(True), x, y, fake, mask)
+    for t, m in enumerate(models):
+        n, k = int(mask[t].sum()), int(tr.rows[t]) - t * tr.K
+        D, yt = m.critics[k], y[t, :n]
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            torch.default_generator.set_state(states[t])  # gradient_penalty draws its weights from here
+            gp = gradient_penalty(D, x[t, :n], fake[t, :n], yt)
+        real = D(x[t, :n], yt)
+        own = D(fake[t, :n], yt).mean() - real.mean() + 10.0 * gp + 0.001 * (real**2).mean()
+        torch.testing.assert_close(loss[t], own, atol=1e-5, rtol=1e-5)
+        part, _ = tr.shards[t][k]  # the batch is the model's shard k
+        assert {int(i) for i in part} == {int(i) for i in range(sets[t][0].shape[0])
+                                          if (sets[t][0][i] == x[t, :n]).flatten(1).all(1).any()}
+
+
+def test_stacked_sanitizer_is_the_single_models_sanitizer_row_by_row():
+    from mia_bench.defenses.gswgan import SanitizeGrad, sanitize
+
+    torch.manual_seed(0)
+    grad = torch.randn(3, 16, 1, 8, 8)
+    stacked = sanitize(grad, 0.5, 2.0, [torch.Generator().manual_seed(s) for s in (1, 2, 3)])
+    for r, s in enumerate((1, 2, 3)):
+        x = torch.zeros(16, 1, 8, 8, requires_grad=True)
+        SanitizeGrad.apply(x, 0.5, 2.0, torch.Generator().manual_seed(s)).backward(grad[r])
+        torch.testing.assert_close(stacked[r], x.grad)
+    flat = (sanitize(grad, 0.5, 0.0, [None] * 3)).flatten(2).norm(dim=2)
+    assert (flat <= 0.5 / 16 * (1 + 1e-5)).all()
+
+
+def test_a_cached_gswgan_bank_keeps_its_privacy_report(digits, tmp_path):
+    """A bank trains one GS-WGAN as a stack of one (faster than Lightning's K critics) and its cache keeps
+    each model's extras: the reloaded model reports the epsilon it was trained to."""
+    import dataclasses
+
+    resolved = quick("gswgan", "trainer.max_steps=4", "trainer.batch_size=8")
+    recipe = Recipe.of(resolved, digits.info)
+    recipe = dataclasses.replace(recipe, params=dataclasses.replace(recipe.params, n_discriminators=4,
+                                                                     target_epsilon=5.0, deterministic_noise=True))
+    kw = {"recipe": recipe, "data": digits, "ids": np.arange(40), "n_models": 1, "seed": 0,
+          "cache_dir": tmp_path, "size": shadows.EVERY_RECORD}
+    first = shadows.train_bank(**kw)
+    assert first.stacked and not first.cached
+    again = shadows.train_bank(**kw)
+    assert again.cached
+    report = again.models[0].privacy_report()
+    assert report == first.models[0].privacy_report() and report["epsilon"] == pytest.approx(5.0, rel=0.05)
+
+
+def test_per_model_adam_steps_rows_like_one_adam_per_row():
+    """step_rows moves only the rows it is given, each by torch.optim.Adam's update with its own step count."""
+    from mia_bench.nets.stacked_shards import PerModelAdam
+
+    torch.manual_seed(0)
+    w = torch.randn(5, 3, 4)
+    ref = [w[i].clone().requires_grad_(True) for i in range(5)]
+    opts = [torch.optim.Adam([r], lr=0.01, betas=(0.5, 0.9)) for r in ref]
+    stacked = w.clone()
+    adam = PerModelAdam([stacked], lr=0.01, betas=(0.5, 0.9))
+    for rows in ([0, 2], [2, 4], [1, 2], [2, 0]):
+        g = torch.randn(len(rows), 3, 4)
+        adam.step_rows([g], torch.tensor(rows))
+        for r, gr in zip(rows, g, strict=True):
+            ref[r].grad = gr.clone()
+            opts[r].step()
+    for i in range(5):
+        torch.testing.assert_close(stacked[i], ref[i].detach(), atol=1e-6, rtol=1e-5)
+    assert adam.t.tolist() == [2, 1, 4, 0, 1] and torch.equal(stacked[3], w[3])

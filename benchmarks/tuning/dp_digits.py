@@ -30,12 +30,13 @@ import time
 import numpy as np
 import torch
 
+from mia_bench import shadows
+from mia_bench.attacks import Recipe
 from mia_bench.config import load_run
 from mia_bench.metrics.utility import downstream_accuracy
 from mia_bench.nets.classifier import TrainRecipe
 from mia_bench.nets.distance import nearest_distance
 from mia_bench.protocol import make_design
-from mia_bench.runner import fit_defense
 
 
 def overrides(candidate: str) -> list[str]:
@@ -60,8 +61,9 @@ def main() -> None:
         data, design = make_design(resolved, args.seed)
         train_ids = np.concatenate([design.reference, design.attacker_aux])
         t = time.perf_counter()
-        model = fit_defense(defense=args.defense, params=resolved.defense_params, trainer=resolved.config.trainer,
-                            data=data, train_ids=train_ids, seed=args.seed)
+        # a bank of one: GS-WGAN trains as a stack of one (nets/stacked_gswgan.py), DP-GAN through Lightning
+        model = shadows.train_bank(recipe=Recipe.of(resolved, data.info), data=data, ids=train_ids, n_models=1,
+                                   seed=args.seed, cache_dir=None, size=shadows.EVERY_RECORD).models[0]
         seconds = time.perf_counter() - t
         released = model.sample(args.samples, generator=torch.Generator().manual_seed(args.seed))
         test_x, test_y = data.take(design.holdout)

@@ -43,7 +43,7 @@ only (multi-process strategies are refused before training starts).
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, cast
 
@@ -67,9 +67,25 @@ SAMPLING_SOURCE = "os.urandom (re-seeds the data module's shard stream, whose sa
 SENSITIVITY = 2.0  # replace-one adjacency: two clipped gradients differ by up to 2 C (the code's constant)
 
 
+def sanitize(grad: torch.Tensor, clip: float, sigma: float,
+             generators: Sequence[torch.Generator | None]) -> torch.Tensor:
+    """grad (R, B, ...): R models' gradients into their B generated samples. Each sample's gradient is
+    clipped to norm C/B (B because the loss is a batch mean), and row r gets N(0, (SENSITIVITY * sigma * C /
+    B)^2) noise drawn from generators[r] (one model's noise stream)."""
+    r, b = grad.shape[:2]
+    bound = clip / b
+    flat = grad.reshape(r, b, -1)
+    flat = flat * (bound / (flat.norm(dim=2, keepdim=True) + 1e-10)).clamp(max=1.0)
+    if sigma > 0:
+        noise = torch.stack([torch.randn(flat.shape[1:], generator=g, device=flat.device, dtype=flat.dtype)
+                             for g in generators])
+        flat = flat + SENSITIVITY * sigma * bound * noise
+    return flat.view_as(grad)
+
+
 class SanitizeGrad(torch.autograd.Function):
     """Identity forward on x (B, ...); backward clips each sample's gradient to norm C/B and adds
-    N(0, (SENSITIVITY * sigma * C / B)^2) noise drawn from `generator`."""
+    N(0, (SENSITIVITY * sigma * C / B)^2) noise drawn from `generator` (`sanitize`, one model)."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, clip: float, sigma: float, generator: torch.Generator | None) -> torch.Tensor:
@@ -78,14 +94,21 @@ class SanitizeGrad(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
-        b = grad.shape[0]
-        bound = ctx.clip / b
-        flat = grad.reshape(b, -1)
-        flat = flat * (bound / (flat.norm(dim=1, keepdim=True) + 1e-10)).clamp(max=1.0)
-        if ctx.sigma > 0:
-            noise = torch.randn(flat.shape, generator=ctx.generator, device=flat.device, dtype=flat.dtype)
-            flat = flat + SENSITIVITY * ctx.sigma * bound * noise
-        return flat.view_as(grad), None, None, None
+        return sanitize(grad.unsqueeze(0), ctx.clip, ctx.sigma, [ctx.generator])[0], None, None, None
+
+
+class SanitizeStack(torch.autograd.Function):
+    """SanitizeGrad for R stacked models: x (R, B, ...), model r's noise from generators[r]."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, clip: float, sigma: float,
+                generators: Sequence[torch.Generator | None]) -> torch.Tensor:
+        ctx.clip, ctx.sigma, ctx.generators = clip, sigma, generators
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
+        return sanitize(grad, ctx.clip, ctx.sigma, ctx.generators), None, None, None
 
 
 @dataclass
@@ -193,16 +216,21 @@ class GSWGAN(Defense):
         dm = getattr(self.trainer, "datamodule", None)
         if not isinstance(dm, MembershipDataModule):
             raise ConfigError("gswgan needs a MembershipDataModule (its batch_size and num_batches set B and T)")
-        self.g_batch = int(dm.batch_size)
-        steps = (int(dm.num_batches) - self.warmup_batches) // c.critic_iters
-        if c.noise_multiplier is None:
-            self.sigma = float(get_noise_multiplier(target_epsilon=c.target_epsilon, target_delta=c.delta,
-                                                    sample_rate=1 / c.n_discriminators,
-                                                    steps=max(steps, 1) * self.g_batch, accountant="rdp"))
+        self.set_budget(g_batch=int(dm.batch_size), steps=(int(dm.num_batches) - self.warmup_batches) // c.critic_iters)
         seed = torch.initial_seed() if c.deterministic_noise else secrets.randbits(64)
         self.noise_gen = torch.Generator(device=self.device).manual_seed(seed)
         return [torch.optim.Adam(self.players[p].parameters(), lr=c.lr, betas=(c.beta1, c.beta2))
                 for p in self.player_order]
+
+    def set_budget(self, *, g_batch: int, steps: int) -> None:
+        """B generated samples per step over `steps` sanitized generator steps: sets B and, when the config
+        asks for an epsilon, the noise multiplier Opacus solves for it (q = 1/K, steps * B compositions)."""
+        c = self.config
+        self.g_batch = int(g_batch)
+        if c.noise_multiplier is None:
+            self.sigma = float(get_noise_multiplier(target_epsilon=c.target_epsilon, target_delta=c.delta,
+                                                    sample_rate=1 / c.n_discriminators,
+                                                    steps=max(steps, 1) * self.g_batch, accountant="rdp"))
 
     def sanitized_critic(self, fake: torch.Tensor, y: torch.Tensor | None, k: int) -> torch.Tensor:
         """D_k(fake, y) -> (B,), with fake's gradient sanitized on the way back (the privacy barrier)."""

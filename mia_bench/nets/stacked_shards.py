@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.optim.adam import adam
 
 from mia_bench.nets.stacked_gan import Params, StackedGANTrainer, _batched, _layers, _linear, _Passes, _stack
 
@@ -67,6 +68,24 @@ class PerModelAdam:
             v.copy_(torch.where(on, b2 * v + (1 - b2) * g * g, v))
             denom = v.sqrt() / bc2.sqrt().view(shape) + self.eps
             p.sub_(torch.where(on, (self.lr / bc1).view(shape) * m / denom, torch.zeros_like(p)))
+
+    @torch.no_grad()
+    def step_rows(self, grads: Sequence[torch.Tensor], rows: torch.Tensor) -> None:
+        """Adam steps of the distinct rows `rows` only, grads[i] (len(rows), ...): gathers those rows of the
+        parameters and their moments, steps each row as its own parameter with its own step count through
+        torch.optim.adam.adam (fused), and writes them back (GS-WGAN's critics: each round moves T of T * K)."""
+        sel = [(p[rows], m[rows], v[rows]) for p, m, v in zip(self.params, self.m, self.v, strict=True)]
+        steps = self.t[rows].repeat(len(sel), 1)  # one step tensor per (parameter, row): adam adds 1 to each
+        lists: tuple[list[torch.Tensor], ...] = ([], [], [], [])
+        for (p, m, v), g in zip(sel, grads, strict=True):
+            for store, rows_of in zip(lists, (p, g.contiguous(), m, v), strict=True):
+                store.extend(rows_of.unbind())
+        b1, b2 = self.betas
+        adam(*lists, [], list(steps.flatten().unbind()), fused=True, amsgrad=False, beta1=b1,
+             beta2=b2, lr=self.lr, weight_decay=0.0, eps=self.eps, maximize=False)
+        self.t[rows] = steps[0]
+        for (p, m, v), dst_p, dst_m, dst_v in zip(sel, self.params, self.m, self.v, strict=True):
+            dst_p[rows], dst_m[rows], dst_v[rows] = p, m, v
 
 
 class StackedShardGANTrainer:

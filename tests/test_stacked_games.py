@@ -349,7 +349,7 @@ def test_stacked_gswgan_plays_gswgans_critic_loss_on_padded_shards(digits):
     assert mask[0].sum() < mask.shape[1] == mask[1].sum()  # model 0's shards (7-8) are shorter: padded
     fake = torch.rand(x.shape) * 2 - 1
     states = [g.get_state() for g in tr.gens]
-    loss = tr.critic_loss(tr._critics(True), x, y, fake, mask)
+    loss = tr.critic_loss(tr._critics(), x, y, fake, mask)
     for t, m in enumerate(models):
         n, k = int(mask[t].sum()), int(tr.rows[t]) - t * tr.K
         D, yt = m.critics[k], y[t, :n]

@@ -1,7 +1,7 @@
 """Protocol v2's T targets of one defense trained as one vectorised stack vs one after another.
 
 For `none`, `megan` and `mixup` by default (any stackable defense with --defenses: mpgan, mimgan, relaxloss,
-privgan, pargan; digits suite, its design of seed 0): T targets on their IN halves,
+privgan, pargan, gswgan; digits suite, its design of seed 0): T targets on their IN halves,
   stacked      nets/stacked_gan.py over all T (what protocol v2 runs)
   plain loop   the same trainer with one model, T times (a plain PyTorch loop: no Lightning)
   Lightning    runner.fit_defense for one model, times T (what an unstackable recipe costs)
@@ -40,6 +40,7 @@ def one_defense(defense: str, steps: int, targets: int) -> dict[str, float]:
     refs = [design.reference] * targets  # the defender's reference data (MP-GAN, MIMGAN; ignored otherwise)
     trainer = shadows.stacked_trainer(recipe, data, subsets, seeds, refs)
     rounds = steps * trainer.models[0].batches_per_generator_step
+    served = rounds + (trainer.warmup_rounds(rounds) if hasattr(trainer, "warmup_rounds") else 0)  # GS-WGAN
     with FlopCounterMode(display=False) as counter:
         shadows.stacked_trainer(recipe, data, subsets, seeds, refs).round(0)
     t = time.perf_counter()
@@ -54,7 +55,7 @@ def one_defense(defense: str, steps: int, targets: int) -> dict[str, float]:
                 data=data, train_ids=subsets[0], seed=seeds[0], reference_ids=design.reference)
     lightning = (time.perf_counter() - t) * targets
     return {"stacked": stacked, "plain": plain, "lightning": lightning,
-            "gflops": counter.get_total_flops() * rounds / stacked / 1e9}
+            "gflops": counter.get_total_flops() * served / stacked / 1e9}
 
 
 def main() -> None:

@@ -59,6 +59,10 @@ class StackedGSWGANTrainer:
         self.K, self.ci = int(c.n_discriminators), int(c.critic_iters)
         self.conditional, self.n_classes, self.z_dim = bool(c.conditional), first.info.n_classes, int(c.z_dim)
         self.data = [(x.float(), y.long()) for x, y in train_sets]
+        # every model's records in one tensor, plus a zero row that pads short batches: one gather per batch
+        self.offsets = np.cumsum([0] + [x.shape[0] for x, _ in self.data])
+        self.all_x = torch.cat([x for x, _ in self.data] + [torch.zeros(1, *self.data[0][0].shape[1:])])
+        self.all_y = torch.cat([y for _, y in self.data] + [torch.zeros(1, dtype=torch.int64)])
         draw_seed = [int(s) if c.deterministic_noise else secrets.randbits(63) for s in seeds]
         noise_seed = [int(s) if c.deterministic_noise else secrets.randbits(64) for s in seeds]
         self.gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
@@ -101,15 +105,15 @@ class StackedGSWGANTrainer:
         picks = []
         for t, row in enumerate(self.rows.tolist()):
             part, passes = self.shards[t][row - t * self.K]
-            picks.append(part[passes.take()])
-        b = max(p.size for p in picks)
-        mask = torch.zeros(self.T, b)
-        x = torch.zeros(self.T, b, *self.data[0][0].shape[1:])
-        y = torch.zeros(self.T, b, dtype=torch.int64)
+            picks.append(self.offsets[t] + part[passes.take()])
+        pad = int(self.offsets[-1])  # the zero row
+        index = np.full((self.T, max(p.size for p in picks)), pad, dtype=np.int64)
         for t, p in enumerate(picks):
-            pos = torch.from_numpy(p)
-            x[t, :p.size], y[t, :p.size], mask[t, :p.size] = self.data[t][0][pos], self.data[t][1][pos], 1.0
-        return x, (F.one_hot(y, self.n_classes).float() if self.conditional else None), mask
+            index[t, :p.size] = p
+        rows = torch.from_numpy(index)
+        mask = (rows != pad).float()
+        y = F.one_hot(self.all_y[rows], self.n_classes).float() if self.conditional else None
+        return self.all_x[rows], y, mask
 
     def _per_row(self, mask: torch.Tensor, draw: Callable[[int, torch.Generator], torch.Tensor]) -> torch.Tensor:
         """(T, b, ...) of draw(n_t, generator of model t), n_t = model t's real rows, zero-padded to b."""
@@ -130,9 +134,9 @@ class StackedGSWGANTrainer:
         return torch.stack([torch.randn(self.B, self.z_dim, generator=g) for g in self.gens]), yf
 
     # ---- the critics in play -----------------------------------------------------------------------
-    def _critics(self, grad: bool) -> Params:
+    def _critics(self) -> Params:
         """The T critics in play, (T, ...) leaves gathered from their rows."""
-        return {n: p[self.rows].requires_grad_(grad) for n, p in self.pD.items()}
+        return {n: p[self.rows].requires_grad_(True) for n, p in self.pD.items()}
 
     @staticmethod
     def _masked_mean(v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -152,7 +156,7 @@ class StackedGSWGANTrainer:
                 + c.drift_weight * mean(real**2, mask))
 
     # ---- one round -----------------------------------------------------------------------------------
-    def round(self, batch_idx: int, warm: bool) -> None:
+    def round(self, batch_idx: int, warm: bool = False) -> None:
         """Loader batch `batch_idx` of every model (warm: a warm-up batch, before the budget)."""
         if batch_idx % self.ci == 0:
             self._pick_shards()
@@ -160,13 +164,13 @@ class StackedGSWGANTrainer:
         pG = self.pW if warm else self.pG
         with torch.no_grad():  # the fakes take the real labels, as in the code
             fake = self.G(pG, self._per_row(mask, lambda n, g: torch.randn(n, self.z_dim, generator=g)), y)
-        pD = self._critics(True)
+        pD = self._critics()
         loss_d = self.critic_loss(pD, x, y, fake, mask)
         grads = torch.autograd.grad(loss_d.sum(), list(pD.values()))
-        self.opt_d.step_rows(grads, self.rows)
+        pD = {n: p.detach() for n, p in pD.items()}
+        self.opt_d.step_rows(grads, self.rows, list(pD.values()))  # pD now holds the stepped critics
         if batch_idx % self.ci < self.ci - 1:
             return
-        pD = self._critics(False)
         z, yf = self._fake_inputs()
         if warm:  # the throw-away generator: plain gradients
             StackedGANTrainer._step(self.opt_w, self.pW, -self.D(pD, self.G(self.pW, z, yf), yf).mean(1))

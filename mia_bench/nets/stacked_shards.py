@@ -70,11 +70,14 @@ class PerModelAdam:
             p.sub_(torch.where(on, (self.lr / bc1).view(shape) * m / denom, torch.zeros_like(p)))
 
     @torch.no_grad()
-    def step_rows(self, grads: Sequence[torch.Tensor], rows: torch.Tensor) -> None:
+    def step_rows(self, grads: Sequence[torch.Tensor], rows: torch.Tensor,
+                  gathered: Sequence[torch.Tensor] | None = None) -> None:
         """Adam steps of the distinct rows `rows` only, grads[i] (len(rows), ...): gathers those rows of the
         parameters and their moments, steps each row as its own parameter with its own step count through
-        torch.optim.adam.adam (fused), and writes them back (GS-WGAN's critics: each round moves T of T * K)."""
-        sel = [(p[rows], m[rows], v[rows]) for p, m, v in zip(self.params, self.m, self.v, strict=True)]
+        torch.optim.adam.adam (fused), and writes them back (GS-WGAN's critics: each round moves T of T * K).
+        gathered: the parameters' rows already gathered (params[i][rows]); they are stepped in place."""
+        params = [p[rows] for p in self.params] if gathered is None else list(gathered)
+        sel = [(p, m[rows], v[rows]) for p, m, v in zip(params, self.m, self.v, strict=True)]
         steps = self.t[rows].repeat(len(sel), 1)  # one step tensor per (parameter, row): adam adds 1 to each
         lists: tuple[list[torch.Tensor], ...] = ([], [], [], [])
         for (p, m, v), g in zip(sel, grads, strict=True):

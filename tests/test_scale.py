@@ -60,6 +60,8 @@ class RankProbe(L.Callback):
 def _extra(self):  # rank 0 computes it from its trainer; the caller gets it through the hand-off
     if getattr(self, "_handoff", None) is not None:
         return self._handoff
+    if self._trainer is None:  # an attacker's shadow model (a bank saves every model's extras): no steps
+        return {}
     return {"steps": int(self.trainer.global_step), "rank": self.global_rank}
 
 

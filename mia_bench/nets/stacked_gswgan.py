@@ -70,7 +70,7 @@ class StackedGSWGANTrainer:
         self.rngs = [np.random.default_rng(s) for s in draw_seed]
         self.shards = []
         for s, rng, (x, _) in zip(seeds, self.rngs, self.data, strict=True):  # the data module's cut
-            if self.K > x.shape[0]:
+            if x.shape[0] < self.K:
                 raise ValueError(f"gswgan: {self.K} shards cannot be cut from {x.shape[0]} records; "
                                  "lower defense.n_discriminators")
             cut = np.array_split(np.random.default_rng([int(s), 1]).permutation(x.shape[0]), self.K)

@@ -300,8 +300,7 @@ def _train_stacked(recipe: Recipe, data: ArrayDataset, subsets: list[np.ndarray]
 def _fit_stack(trainer: Any, recipe: Recipe, label: str) -> list[Defense]:
     """trainer.fit over the recipe's budget, with a progress bar over its rounds (warm-up rounds included)."""
     rounds = recipe.trainer.max_steps * trainer.models[0].batches_per_generator_step
-    warm = trainer.warmup_rounds(rounds) if hasattr(trainer, "warmup_rounds") else 0
-    with progress.task(label, total=rounds + warm) as bar:
+    with progress.task(label, total=rounds + trainer.warmup_rounds(rounds)) as bar:
         return trainer.fit(rounds, on_round=bar.advance)
 
 

@@ -273,15 +273,21 @@ def test_stacked_pargan_plays_pargans_critic_loss(digits):
                                    atol=1e-5, rtol=1e-5)
 
 
-def test_per_model_adam_is_adam_for_the_active_models_only():
+def _adams(*shape: int):
+    """Initial weights w (shape), one torch.optim.Adam per row of w with its reference copy, and the
+    PerModelAdam over a stacked copy (lr 0.01, betas (0.5, 0.9))."""
     from mia_bench.nets.stacked_shards import PerModelAdam
 
     torch.manual_seed(0)
-    w = torch.randn(3, 4, 5)
-    ref = [w[i].clone().requires_grad_(True) for i in range(3)]
+    w = torch.randn(*shape)
+    ref = [w[i].clone().requires_grad_(True) for i in range(shape[0])]
     opts = [torch.optim.Adam([r], lr=0.01, betas=(0.5, 0.9)) for r in ref]
     stacked = w.clone()
-    adam = PerModelAdam([stacked], lr=0.01, betas=(0.5, 0.9))
+    return w, ref, opts, stacked, PerModelAdam([stacked], lr=0.01, betas=(0.5, 0.9))
+
+
+def test_per_model_adam_is_adam_for_the_active_models_only():
+    _, ref, opts, stacked, adam = _adams(3, 4, 5)
     for step in range(6):
         active = torch.tensor([True, step % 2 == 0, step < 2])
         g = torch.randn(3, 4, 5)
@@ -400,14 +406,7 @@ def test_a_cached_gswgan_bank_keeps_its_privacy_report(digits, tmp_path):
 
 def test_per_model_adam_steps_rows_like_one_adam_per_row():
     """step_rows moves only the rows it is given, each by torch.optim.Adam's update with its own step count."""
-    from mia_bench.nets.stacked_shards import PerModelAdam
-
-    torch.manual_seed(0)
-    w = torch.randn(5, 3, 4)
-    ref = [w[i].clone().requires_grad_(True) for i in range(5)]
-    opts = [torch.optim.Adam([r], lr=0.01, betas=(0.5, 0.9)) for r in ref]
-    stacked = w.clone()
-    adam = PerModelAdam([stacked], lr=0.01, betas=(0.5, 0.9))
+    w, ref, opts, stacked, adam = _adams(5, 3, 4)
     for rows in ([0, 2], [2, 4], [1, 2], [2, 0]):
         g = torch.randn(len(rows), 3, 4)
         adam.step_rows([g], torch.tensor(rows))

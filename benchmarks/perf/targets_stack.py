@@ -40,7 +40,7 @@ def one_defense(defense: str, steps: int, targets: int) -> dict[str, float]:
     refs = [design.reference] * targets  # the defender's reference data (MP-GAN, MIMGAN; ignored otherwise)
     trainer = shadows.stacked_trainer(recipe, data, subsets, seeds, refs)
     rounds = steps * trainer.models[0].batches_per_generator_step
-    served = rounds + (trainer.warmup_rounds(rounds) if hasattr(trainer, "warmup_rounds") else 0)  # GS-WGAN
+    served = rounds + trainer.warmup_rounds(rounds)  # GS-WGAN's warm-up rounds count too
     with FlopCounterMode(display=False) as counter:
         shadows.stacked_trainer(recipe, data, subsets, seeds, refs).round(0)
     t = time.perf_counter()

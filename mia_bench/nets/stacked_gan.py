@@ -406,6 +406,10 @@ class StackedGANTrainer:
             loss_g = loss_g + g.mi_weight * self.mi_estimate(probe, x, ref)
         self._step(self.opt_g, self.pG, loss_g)
 
+    def warmup_rounds(self, num_batches: int) -> int:
+        """Rounds (on_round calls) served before a budget of `num_batches`: none in these games."""
+        return 0
+
     def fit(self, num_batches: int, on_round: Callable[[], None] | None = None) -> list[Any]:
         """Run `num_batches` rounds (calling on_round() after each), then copy each slice back into its
         model; returns the models (eval)."""

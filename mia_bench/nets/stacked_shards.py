@@ -263,6 +263,8 @@ class StackedShardGANTrainer:
             self._pargan_round()
 
     # ---- fit -----------------------------------------------------------------------------------------
+    warmup_rounds = StackedGANTrainer.warmup_rounds  # privGAN's D_p pre-training calls no on_round
+
     def fit(self, num_batches: int, on_round: Callable[[], None] | None = None) -> list[Any]:
         """privGAN's D_p pre-training, then `num_batches` rounds of the game (calling on_round() after each);
         then each model's slices are copied back into it; returns the models (eval)."""

@@ -25,6 +25,7 @@ One run = one suite x defense x seed, as in protocol v1, but the seed now fixes 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -44,10 +45,11 @@ from mia_bench.data import ArrayDataset, load_dataset
 from mia_bench.data.design import MembershipDesign, canary_kind, with_canaries
 from mia_bench.defenses import DEFENSES, Defense, Released
 from mia_bench.errors import ConfigError, MiaBenchError
-from mia_bench.io import atomic_save_npz
+from mia_bench.io import atomic_save_npz, load_npz
 from mia_bench.metrics.pooled import exposure, pooled_report
 from mia_bench.metrics.privacy import fpr_key
 from mia_bench.metrics.utility import evaluate_utility
+from mia_bench.nets import latent
 from mia_bench.nets import lira as lira_math
 from mia_bench.results import RunPaths, RunRecord, environment, now_iso
 from mia_bench.runner import attacker_knowledge, write_or_rescue
@@ -96,12 +98,28 @@ def releases(models: list[Defense], n: int, seed: int) -> list[Released]:
 
 # ---- LiRA, leave-one-out -------------------------------------------------------------------------------
 
+STATS_VERSION = 1  # part of the cache key of LiRA statistics on disk: bump when a statistic changes
+
+
+def _weights_digest(bank: shadows.ShadowBank) -> str:
+    """A digest of the bank's trained weights: a bank retrained under the same digest (a DP bank draws fresh
+    noise) never reads the statistics of the weights it replaced."""
+    h = hashlib.sha256()
+    for m in bank.models:
+        for name, t in m.state_dict().items():
+            h.update(name.encode())
+            h.update(t.detach().cpu().contiguous().flatten().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 class LiraStatistics:
     """Per-model LiRA statistics (M, P), computed once per (bank, statistic) and shared by every LiRA
-    attack of the run that reads the same statistic with the same settings."""
+    attack of the run that reads the same statistic with the same settings. With a `cache_dir` they are
+    also kept on disk, keyed by the bank's digest, the design, the seed and the statistic's settings: the
+    natural bank is the same for every defense of a seed, so its statistics are computed once per seed."""
 
-    def __init__(self, data: ArrayDataset, design: MembershipDesign, seed: int) -> None:
-        self.data, self.design, self.seed = data, design, seed
+    def __init__(self, data: ArrayDataset, design: MembershipDesign, seed: int, cache_dir: Path | None = None) -> None:
+        self.data, self.design, self.seed, self.cache_dir = data, design, seed, cache_dir
         self.x, self.y = data.take(design.population)
         self.cache: dict[tuple, np.ndarray] = {}
 
@@ -121,6 +139,16 @@ class LiraStatistics:
                c.standardise, c.standardise_records)
         if key in self.cache:
             return self.cache[key]
+        path = None
+        if self.cache_dir is not None:
+            name = hashlib.sha256(json.dumps([STATS_VERSION, self.design.digest(), self.seed, _weights_digest(bank),
+                                              *key[:3], bool(key[3]), int(key[4])]).encode()).hexdigest()[:32]
+            path = Path(self.cache_dir) / f"{bank.digest[:16]}_{name}.npz"
+            if path.is_file():
+                stored = load_npz(path)["stats"]
+                if stored.shape == (len(bank.models), self.x.shape[0]):
+                    self.cache[key] = stored
+                    return stored
         ax, ay = self.aux(c.standardise_records) if c.standardise else (self.x[:0], self.y[:0])
         qx, qy = torch.cat([self.x, ax]), torch.cat([self.y, ay])
         rows = []
@@ -133,6 +161,8 @@ class LiraStatistics:
             aux = stats[:, p:]
             stats = (stats - np.median(aux, 1, keepdims=True)) / np.maximum(aux.std(1, keepdims=True), 1e-12)
         self.cache[key] = stats[:, :p]
+        if path is not None:
+            atomic_save_npz(path, stats=self.cache[key])
         return self.cache[key]
 
 
@@ -207,13 +237,13 @@ def attack_all(resolved: ResolvedRun, seed: int, data: ArrayDataset, design: Mem
                natural_rel: list[Released] | None, cache_dir: Path) -> tuple[dict, dict[str, np.ndarray]]:
     cfg = resolved.config
     recipe = Recipe.of(resolved, data.info)
-    stats = LiraStatistics(data, design, seed)
+    stats = LiraStatistics(data, design, seed, cache_dir / "lira")
     fprs, n_boot = tuple(cfg.metrics.fprs), cfg.metrics.bootstrap
     attacks, raw = {}, {}
     loo = [n for n in resolved.attack_params if issubclass(ATTACKS.get(n), _Lira)]
     rest = [n for n in resolved.attack_params if n not in loo]
     total = len(loo) + len(rest) * design.n_targets
-    with progress.task("attacks", total=total) as bar:
+    with progress.task("attacks", total=total) as bar, latent.shared_searches():
         for name in [*loo, *rest]:
             t0 = time.perf_counter()
             params = resolved.attack_params[name]

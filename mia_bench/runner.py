@@ -45,6 +45,7 @@ from mia_bench.io import atomic_save_npz
 from mia_bench.metrics.overfitting import discriminator_diagnostics
 from mia_bench.metrics.privacy import privacy_report
 from mia_bench.metrics.utility import evaluate_utility
+from mia_bench.nets import latent
 from mia_bench.progress import StepProgress
 from mia_bench.results import RunPaths, RunRecord, environment, now_iso
 from mia_bench.tracking import Tracker
@@ -229,7 +230,7 @@ def attack_all(resolved: ResolvedRun, seed: int, defense: Defense, released: Rel
     recipe = Recipe.of(resolved, data.info)
     attacks: dict[str, dict] = {}
     raw: dict[str, np.ndarray] = {}
-    with progress.task("attacks", total=len(resolved.attack_params)) as bar:
+    with progress.task("attacks", total=len(resolved.attack_params)) as bar, latent.shared_searches():
         for name, params in resolved.attack_params.items():
             bar.update(description=f"attack {name}")
             attacks[name], raw[f"score/{name}"] = _attack_one(name, params, resolved, seed, defense, released, data,

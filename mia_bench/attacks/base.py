@@ -47,6 +47,9 @@ class GeneratorQuery:
     query: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
     draw_latent: Callable[[int, torch.Generator], torch.Tensor]
     differentiable: bool
+    # an opaque token, the same object for every view of one model (nothing can be read through it): lets a
+    # run share one latent search between attacks that ask for the same one (nets/latent.shared_searches)
+    source: object | None = field(default=None, compare=False, repr=False)
 
 
 class TargetView:
@@ -74,6 +77,19 @@ class TargetView:
         return {k for k, v in (("generator", self._generator), ("discriminator", self._discriminator)) if v is not None}
 
 
+class _QueryToken:
+    """Identity of one model's generator, for sharing searches; holds nothing."""
+
+    __slots__ = ()
+
+
+def query_token(defense: Defense) -> object:
+    token = defense.__dict__.get("_query_token")
+    if token is None:
+        token = defense.__dict__["_query_token"] = _QueryToken()
+    return token
+
+
 def make_view(defense: Defense, access: AccessLevel, released: Released) -> TargetView:
     """Build the view of `defense` for `access`. Generator queries at `generator` level run without grad."""
     gen = disc = None
@@ -88,7 +104,7 @@ def make_view(defense: Defense, access: AccessLevel, released: Released) -> Targ
             return out if white else out.detach()
 
         gen = GeneratorQuery(z_dim=defense.z_dim, n_classes=n_classes, query=query, differentiable=white,
-                             draw_latent=lambda n, g: defense.draw_latent(n, g))
+                             draw_latent=lambda n, g: defense.draw_latent(n, g), source=query_token(defense))
     if access is AccessLevel.WHITE_BOX:
         def disc(x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
             return defense.discriminate(x.to(defense.device), None if y is None else y.to(defense.device))

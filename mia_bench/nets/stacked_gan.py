@@ -103,8 +103,9 @@ def _stack(modules: Sequence[nn.Module]) -> tuple[nn.Module, Params]:
 
 def _linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
     """K linear maps at once: x (K, B, in), w (K, out, in), b (K, out) -> (K, B, out)."""
-    wt = w.transpose(1, 2)
-    return torch.bmm(x, wt) if b is None else torch.baddbmm(b.unsqueeze(1), x, wt)
+    xt = x.transpose(1, 2)
+    out = torch.bmm(w, xt) if b is None else torch.baddbmm(b.unsqueeze(2), w, xt)
+    return out.transpose(1, 2)
 
 
 _ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Identity)
@@ -315,7 +316,9 @@ class StackedGANTrainer:
 
     def _d_loss(self, x: torch.Tensor, y: torch.Tensor | None, fake: torch.Tensor,
                 yf: torch.Tensor | None, batch_idx: int = 0) -> torch.Tensor:
-        real_s, fake_s = self.D(self.pD, x, y), self.D(self.pD, fake.detach(), yf)
+        # real and fake rows in one call: half the batched matmuls, and no gradient accumulation in D
+        both = self.D(self.pD, torch.cat([x, fake.detach()], 1), None if y is None else torch.cat([y, yf], 1))
+        real_s, fake_s = both[:, :x.shape[1]], both[:, x.shape[1]:]
         g = self.game
         if self.wgan:
             return fake_s.mean(1) - real_s.mean(1) + g.gp_weight * self._gradient_penalty(x, fake, y)

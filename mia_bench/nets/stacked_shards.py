@@ -233,12 +233,12 @@ class StackedShardGANTrainer:
     def privgan_p_loss(self, fake: torch.Tensor) -> torch.Tensor:
         """(T,) D_p's cross-entropy on each model's detached fakes, labelled by the generator that made them."""
         source = torch.arange(self.k).repeat_interleave(self.B).repeat(self.T)
-        logits = self._privacy_logits(fake.detach().view(self.T, self.k * self.B, *self.shape))
+        logits = self._privacy_logits(fake.detach().reshape(self.T, self.k * self.B, *self.shape))
         return F.cross_entropy(logits.flatten(0, 1), source, reduction="none").view(self.T, -1).mean(1)
 
     def privgan_g_loss(self, fake: torch.Tensor, wrong: torch.Tensor) -> torch.Tensor:
         """(T,) sum_j BCE(D_j(G_j(z)), 1) + privacy_ratio * sum_j CE(D_p(G_j(z)), wrong), wrong (T, k*B)."""
-        logits = self._privacy_logits(fake.view(self.T, self.k * self.B, *self.shape))
+        logits = self._privacy_logits(fake.reshape(self.T, self.k * self.B, *self.shape))
         ce = F.cross_entropy(logits.flatten(0, 1), wrong.flatten(), reduction="none").view(self.T, self.k, self.B)
         bce = self._per_model(F.softplus(-self._members(fake)).mean(1)).sum(1)
         return bce + self.cfg.privacy_ratio * ce.mean(2).sum(1)

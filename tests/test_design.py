@@ -14,7 +14,8 @@ from mia_bench.data import ArrayDataset, DataInfo
 from mia_bench.data.datasets import DataKind
 from mia_bench.data.design import OUTSIDE, MembershipDesign, balanced_membership, canary_kind, with_canaries
 from mia_bench.errors import SplitError
-from mia_bench.metrics.pooled import exposure, pooled_report
+from mia_bench.metrics.pooled import exposure, pooled_report, replicate_summaries
+from mia_bench.metrics.privacy import precision_at_n
 from mia_bench.nets import lira
 from mia_bench.schema import DesignConfig, SplitConfig
 
@@ -138,6 +139,29 @@ def test_pooled_metrics_equal_scikit_learn_on_the_pooled_scores():
     assert c["auc"]["value"] == pytest.approx(roc_auc_score(inside[:, :40].ravel(), scores[:, :40].ravel()))
     assert not r["below_chance"] and pooled_report(-scores, inside, n_boot=50)["below_chance"]
 
+
+
+@pytest.mark.parametrize("decimals", [1, 8])  # heavy ties (scores on a coarse grid), and almost none
+def test_every_bootstrap_replicate_equals_scikit_learn_on_its_resampled_pool(decimals):
+    """The replicates are computed at once from one sort (weights = how often each target was drawn); each
+    must equal the metrics of its resampled pool computed directly, ties and precision@n's shared cut too."""
+    rng = np.random.default_rng(3)
+    inside = balanced_membership(90, 8, seed=2)
+    scores = np.round(rng.normal(size=inside.shape) + 0.5 * inside, decimals)
+    counts = np.stack([np.bincount(rng.integers(0, 8, 8), minlength=8) for _ in range(40)])
+    counts[0] = [8, 0, 0, 0, 0, 0, 0, 0]  # one target only: still both classes (each record IN or OUT)
+    fast = replicate_summaries(scores, inside, counts, (0.01, 0.1), max_cells=2000)  # several chunks
+    for b, c in enumerate(counts):
+        pick = np.repeat(np.arange(8), c)
+        s, y = scores[pick].ravel(), inside[pick].ravel()
+        fpr, tpr, _ = roc_curve(y, s, drop_intermediate=False)
+        assert fast[b, 0] == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+        assert fast[b, 1] == pytest.approx(tpr[fpr <= 0.01].max(), abs=1e-12)
+        assert fast[b, 2] == pytest.approx(tpr[fpr <= 0.1].max(), abs=1e-12)
+        assert fast[b, 3] == pytest.approx(precision_at_n(s, y), abs=1e-12)
+        assert fast[b, 4] == pytest.approx(np.max(1 - (fpr + 1 - tpr) / 2), abs=1e-12)
+    one_class = replicate_summaries(scores[:, :1], np.ones((8, 1), bool), counts[:3], (0.01,))
+    assert one_class.shape == (0, 4)  # a pool without non-members has no ROC: the replicate is left out
 
 def test_the_bootstrap_resamples_targets_not_records():
     """A target-level effect (one target leaks, the others do not) widens the interval; a record-level

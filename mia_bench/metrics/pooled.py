@@ -44,14 +44,9 @@ def pooled_report(scores: np.ndarray, inside: np.ndarray, *, fprs: tuple[float, 
     if n_boot:
         rng = np.random.default_rng(seed)
         t = s.shape[0]
-        reps = []
-        for _ in range(n_boot):
-            pick = rng.integers(0, t, t)
-            ms = m[pick].ravel()
-            if ms.all() or not ms.any():
-                continue
-            reps.append(_summary(s[pick].ravel(), ms, fprs))
-        if reps:
+        counts = np.stack([np.bincount(rng.integers(0, t, t), minlength=t) for _ in range(n_boot)])
+        reps = replicate_summaries(s, m, counts, fprs)
+        if len(reps):
             alpha = (1.0 - level) / 2.0
             lo, hi = np.quantile(np.asarray(reps), [alpha, 1.0 - alpha], axis=0)
             for k, a, b in zip(names, lo, hi, strict=True):
@@ -66,6 +61,45 @@ def pooled_report(scores: np.ndarray, inside: np.ndarray, *, fprs: tuple[float, 
     ci = report["auc"]["ci"]
     report["below_chance"] = bool(ci is not None and ci[1] < 0.5)
     return report
+
+
+def replicate_summaries(s: np.ndarray, m: np.ndarray, counts: np.ndarray, fprs: tuple[float, ...],
+                        max_cells: int = 4_000_000) -> np.ndarray:
+    """metrics/privacy._summary of every bootstrap replicate at once: replicate b pools each score of target t
+    counts[b, t] times. s, m: (T, P); counts: (B, T). Returns (B', n_metrics), B' the replicates that hold
+    both members and non-members.
+
+    One sort of the pooled scores serves every replicate: a replicate is the same ranking with weights, so its
+    ROC is the weighted cumulative sums at the ends of the groups of tied scores (scikit-learn's roc_curve
+    without dropped points); AUC by the trapezoid over them, TPR at FPR <= x by the conservative rule, the
+    best balanced accuracy over the points, and precision@n with ties at the cut shared pro rata."""
+    t, p = s.shape
+    flat, mem = s.ravel(), m.ravel()
+    order = np.argsort(-flat, kind="stable")
+    owner, pos = np.repeat(np.arange(t), p)[order], mem[order]
+    ranked = flat[order]
+    ends = np.flatnonzero(np.r_[ranked[1:] != ranked[:-1], True])  # the last position of each tied group
+    out = []
+    for chunk in np.array_split(counts, max(1, -(-counts.shape[0] * flat.size // max_cells))):
+        w = chunk[:, owner].astype(np.float64)  # (b, N): each score's weight in each replicate
+        zero = np.zeros((w.shape[0], 1))
+        tp = np.concatenate([zero, np.cumsum(w * pos, 1)[:, ends]], 1)
+        fp = np.concatenate([zero, np.cumsum(w * ~pos, 1)[:, ends]], 1)
+        n_pos, n_neg = tp[:, -1:], fp[:, -1:]
+        keep = (n_pos[:, 0] > 0) & (n_neg[:, 0] > 0)
+        tp, fp, n_pos, n_neg = tp[keep], fp[keep], n_pos[keep], n_neg[keep]
+        tpr, fpr = tp / n_pos, fp / n_neg
+        rows = np.arange(tp.shape[0])
+        cols = [np.trapezoid(tpr, fpr, axis=1)]
+        cols += [tpr[rows, (fpr <= a + 1e-12).sum(1) - 1] for a in fprs]
+        total = tp + fp
+        g = np.argmax(total >= n_pos, axis=1)  # the group holding the n-th score, n = the members' weight
+        above, tp_above = total[rows, g - 1], tp[rows, g - 1]
+        share = (tp[rows, g] - tp_above) / (total[rows, g] - above)
+        cols += [(tp_above + (n_pos[:, 0] - above) * share) / n_pos[:, 0]]
+        cols += [np.max(1.0 - (fpr + 1.0 - tpr) / 2.0, axis=1)]
+        out.append(np.stack(cols, 1))
+    return np.concatenate(out) if out else np.zeros((0, 3 + len(fprs)))
 
 
 def exposure(scores: np.ndarray, inside: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

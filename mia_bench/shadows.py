@@ -7,10 +7,10 @@ Banks are cached on disk by digest (recipe digest + the records' ids and content
 subsets were drawn), so a second attack or a rerun reuses them; the `natural` bank (the `none` recipe)
 does not depend on the defense, so every defense of one seed shares it.
 
-Banks of several models of a stackable game (`none` and its subclasses that keep its game, MEGAN, mixup, RelaxLoss,
-MP-GAN, MIMGAN, privGAN, PAR-GAN: stack_game) train as one vectorised stack (nets/stacked_gan.py); any other recipe trains one model after another through
-runner.fit_defense, and the log says so (a single model always goes through fit_defense: at K = 1 the
-Lightning loop is the faster of the two).
+Banks of a stackable game (`none` and its subclasses that keep its game, MEGAN, mixup, RelaxLoss, MP-GAN, MIMGAN,
+privGAN, PAR-GAN, GS-WGAN: stack_game) train as one vectorised stack (nets/stacked_gan.py and its siblings), a
+bank of one model too (a stack of one is ~1.5x faster than the Lightning loop); any other recipe trains one
+model after another through runner.fit_defense, and the log says so.
 """
 
 from __future__ import annotations
@@ -139,8 +139,10 @@ def stack_game(recipe: Recipe) -> Any:
     """The nets/stacked_gan.StackGame the recipe plays, or None when it cannot be stacked. Stacked: the
     unprotected game (`none` and its subclasses that keep its game), MEGAN, mixup, RelaxLoss, MP-GAN and
     MIMGAN (their third player and reference batches included), privGAN and PAR-GAN (T models of k members
-    as one stack of T * k, `sharded`), GS-WGAN (T models of K shard critics, `sanitized`), in float32. The
-    Opacus-based DP game (DP-GAN) trains one model after another."""
+    as one stack of T * k, `sharded`), GS-WGAN (T models of K shard critics, `sanitized`) and DP-GAN with an
+    MLP discriminator without LayerNorm (DP-SGD by ghost clipping, `private`), in float32. DP-GAN with
+    LayerNorm in D trains one model after another through Opacus."""
+    from mia_bench.defenses.dpgan import DPGAN
     from mia_bench.defenses.gswgan import GSWGAN
     from mia_bench.defenses.megan import MEGAN
     from mia_bench.defenses.mimgan import MIMGAN
@@ -176,14 +178,18 @@ def stack_game(recipe: Recipe) -> Any:
     if cls in (PrivGAN, PARGAN):
         return StackGame(sharded=True)
     if cls is GSWGAN:
-        return StackGame(wgan=True, sanitized=True, stack_alone=True)
+        return StackGame(wgan=True, sanitized=True)
+    if cls is DPGAN and p.d_norm == "none":
+        return StackGame(private=True)
     return None
 
 
 def new_stack(recipe: Recipe, models: list[Defense], train_sets: list[tuple[torch.Tensor, torch.Tensor]],
               seeds: list[int], reference_sets: list[torch.Tensor] | None = None) -> Any:
     """The stacked trainer of `recipe`'s game over fresh `models` (prepared on train_sets): nets/stacked_gan.py's,
-    nets/stacked_shards.py's for privGAN and PAR-GAN, or nets/stacked_gswgan.py's for GS-WGAN."""
+    nets/stacked_shards.py's for privGAN and PAR-GAN, nets/stacked_gswgan.py's for GS-WGAN, nets/stacked_dp.py's
+    for DP-GAN."""
+    from mia_bench.nets.stacked_dp import StackedDPGANTrainer
     from mia_bench.nets.stacked_gan import StackedGANTrainer
     from mia_bench.nets.stacked_gswgan import StackedGSWGANTrainer
     from mia_bench.nets.stacked_shards import StackedShardGANTrainer
@@ -191,6 +197,9 @@ def new_stack(recipe: Recipe, models: list[Defense], train_sets: list[tuple[torc
     game = stack_game(recipe)
     if game is None:
         raise MiaBenchError(f"defense '{recipe.defense}' cannot be trained as a stack (shadows.stack_game)")
+    if game.private:
+        return StackedDPGANTrainer(models=models, train_sets=train_sets, batch_size=recipe.trainer.batch_size,
+                                   seeds=seeds)
     if game.sanitized:
         return StackedGSWGANTrainer(models=models, train_sets=train_sets, batch_size=recipe.trainer.batch_size,
                                     seeds=seeds)
@@ -304,12 +313,6 @@ def _fit_stack(trainer: Any, recipe: Recipe, label: str) -> list[Defense]:
         return trainer.fit(rounds, on_round=bar.advance)
 
 
-def _alone(recipe: Recipe) -> bool:
-    """True when even one model of the recipe trains faster as a stack (StackGame.stack_alone)."""
-    game = stack_game(recipe)
-    return game is not None and game.stack_alone
-
-
 def _train_sequential(recipe: Recipe, data: ArrayDataset, subsets: list[np.ndarray], seeds: list[int],
                       reference_ids: list[np.ndarray | None]) -> list[Defense]:
     from mia_bench.distributed import single_process  # attacks run on rank zero: no new process group
@@ -347,8 +350,9 @@ def train_bank(*, recipe: Recipe, data: ArrayDataset, ids: np.ndarray, n_models:
     members = draw_subsets(ids.size, n_models, size=size, seed=seed) if members is None else np.asarray(members, bool)
     subsets = [ids[row] for row in members]
     seeds = [model_seed(seed, k) for k in range(n_models)]
-    # one model: the plain Lightning loop is faster, except for a game that says otherwise
-    stacked = stack and can_stack(recipe) and (n_models > 1 or _alone(recipe))
+    # a stack of one too: the stack's loop is ~1.5x faster than Lightning's for a single model
+    # (benchmarks/perf/targets_stack.py: the plain-loop and Lightning columns)
+    stacked = stack and can_stack(recipe)
     t0 = time.perf_counter()
     refs = _references(recipe, ids, members, reference_ids)
     if stacked:
@@ -388,8 +392,6 @@ def train_together(requests: list[dict], *, label: str = "local models") -> int:
         todo.setdefault(recipe.digest(), []).append((req, digest, path))
     trained = 0
     for group in todo.values():
-        if len(group) < 2 and not _alone(group[0][0]["recipe"]):
-            continue  # one model: train_bank's Lightning loop is the faster of the two
         recipe = group[0][0]["recipe"]
         models, sets, seeds, refs = [], [], [], []
         for req, _, _ in group:

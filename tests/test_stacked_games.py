@@ -416,3 +416,90 @@ def test_per_model_adam_steps_rows_like_one_adam_per_row():
     for i in range(5):
         torch.testing.assert_close(stacked[i], ref[i].detach(), atol=1e-6, rtol=1e-5)
     assert adam.t.tolist() == [2, 1, 4, 0, 1] and torch.equal(stacked[3], w[3])
+
+
+# ---- DP-GAN: DP-SGD on D's real term by ghost clipping (nets/stacked_dp.py) -------------------------------
+DPG = {"noise_multiplier": 0.0, "target_epsilon": None, "max_grad_norm": 0.05, "deterministic_noise": True}
+
+
+def _dp_trainer(models, sets, seeds, batch_size=16):
+    from mia_bench.nets.stacked_dp import StackedDPGANTrainer
+
+    return StackedDPGANTrainer(models=models, train_sets=sets, batch_size=batch_size, seeds=seeds)
+
+
+@pytest.mark.parametrize("conditional", [False, True])
+def test_stacked_dp_sgd_gives_opacus_gradient_model_by_model(digits, conditional):
+    """Each model's D gradient from the stack equals DPGAN's own Opacus step on the same records and fakes:
+    (sum of per-sample clipped real-term gradients) / B, plus the fake term's plain gradient. C is small, so
+    every per-sample gradient is clipped and the check is one of clipping, not of a plain gradient."""
+    models, sets = _shard_models(digits, "dpgan", [40, 44], conditional=conditional, **DPG)
+    tr = _dp_trainer(models, sets, [1, 2])
+    x, y, mask = tr._poisson()
+    z, yf = tr._fake_inputs()
+    with torch.no_grad():
+        fake = tr.G(tr.pG, z, yf)
+    grads = dict(zip(tr.pD, tr.d_gradients(x, y, mask, fake, yf), strict=True))
+    for t, m in enumerate(models):
+        D = m.players["discriminator"]
+        m.make_private(torch.optim.Adam(D.parameters()), sample_rate=tr.q[t], steps=1)
+        rows = mask[t].bool()
+        xt, yt = x[t, rows], None if y is None else y[t, rows]
+        assert rows.sum() > 2  # a real Poisson draw, padded below the other model's
+        raw = torch.autograd.grad(F.binary_cross_entropy_with_logits(D(xt[:1], None if yt is None else yt[:1]),
+                                                                     torch.ones(1)), list(D.parameters()))
+        assert float(torch.cat([g.flatten() for g in raw]).norm()) > 0.05  # the bound binds
+        m.private_real_term(xt, yt)
+        F.softplus(D(fake[t], None if yf is None else yf[t])).mean().backward()
+        for name, p in D.named_parameters():
+            torch.testing.assert_close(grads[name][t], p.grad, atol=1e-7, rtol=1e-4)
+
+
+def test_a_dpgan_stack_of_t_equals_t_trainings_of_one_and_reports_its_epsilon(digits):
+    """Noisy DP-SGD (sigma solved from a target epsilon), models of different sizes: the stack ends with the
+    weights each model gets alone, and each reports the epsilon Opacus's accountant gives its (sigma, q, steps)."""
+    from opacus.accountants import RDPAccountant
+
+    cfg = {**DPG, "noise_multiplier": None, "target_epsilon": 8.0, "n_d": 2}
+    sizes = [40, 44, 50]
+    models, sets = _shard_models(digits, "dpgan", sizes, **cfg)
+    before = [{n: [p.detach().clone() for p in pl.parameters()] for n, pl in m.players.items()} for m in models]
+    _dp_trainer(models, sets, [5, 6, 7]).fit(6)
+    for t in range(3):
+        single, _ = _shard_models(digits, "dpgan", sizes, **cfg)
+        _dp_trainer([single[t]], [sets[t]], [5 + t]).fit(6)
+        for p, q in zip(models[t].parameters(), single[t].parameters(), strict=True):
+            torch.testing.assert_close(p, q, atol=1e-6, rtol=1e-4)
+        assert _moved(before[t], models[t]) == {"generator", "discriminator"}
+        report = models[t].privacy_report()
+        acc = RDPAccountant()
+        acc.history = [(report["noise_multiplier"], 16 / sizes[t], 6)]
+        assert report["sample_rate"] == 16 / sizes[t] and report["steps"] == 6
+        assert report["epsilon"] == pytest.approx(acc.get_epsilon(delta=1e-5), rel=1e-9)
+        assert report["epsilon"] == pytest.approx(8.0, rel=0.02)  # sigma was solved for the target
+    assert models[0].privacy_report()["noise_multiplier"] > models[2].privacy_report()["noise_multiplier"]
+
+
+def test_stacked_dp_noise_is_sigma_c_over_b_per_coordinate(digits):
+    """With sigma > 0 the gradient is the noiseless one plus N(0, (sigma C / B)^2) per coordinate."""
+    models, sets = _shard_models(digits, "dpgan", [60], **{**DPG, "noise_multiplier": 2.0})
+    tr = _dp_trainer(models, sets, [3], batch_size=16)
+    tr.set_budget(1)
+    x, y, mask = tr._poisson()
+    z, yf = tr._fake_inputs()
+    fake = tr.G(tr.pG, z, yf).detach()
+    noisy = torch.cat([g.flatten() for g in tr.d_gradients(x, y, mask, fake, yf)])
+    tr.sigma = [0.0]
+    clean = torch.cat([g.flatten() for g in tr.d_gradients(x, y, mask, fake, yf)])
+    noise = noisy - clean
+    assert noise.numel() > 40000 and abs(float(noise.std()) / (2.0 * 0.05 / 16) - 1) < 0.02
+    assert abs(float(noise.mean())) < 0.02 * 2.0 * 0.05 / 16 * 10
+
+
+def test_dpgan_banks_train_as_a_stack_unless_d_has_layernorm(digits):
+    resolved = quick("dpgan")
+    recipe = Recipe.of(resolved, digits.info)
+    assert shadows.can_stack(recipe)
+    import dataclasses
+
+    assert not shadows.can_stack(dataclasses.replace(recipe, params=dataclasses.replace(recipe.params, d_norm="layer")))

@@ -38,13 +38,13 @@ def one_defense(defense: str, steps: int, targets: int) -> dict[str, float]:
     subsets = [design.population[row] for row in design.inside]
     seeds = [shadows.model_seed(0, k) for k in range(targets)]
     refs = [design.reference] * targets  # the defender's reference data (MP-GAN, MIMGAN; ignored otherwise)
-    trainer = shadows.stacked_trainer(recipe, data, subsets, seeds, refs)
-    rounds = steps * trainer.models[0].batches_per_generator_step
-    served = rounds + trainer.warmup_rounds(rounds)  # GS-WGAN's warm-up rounds count too
+    probe = shadows.stacked_trainer(recipe, data, subsets, seeds, refs)
+    rounds = steps * probe.models[0].batches_per_generator_step
+    served = rounds + probe.warmup_rounds(rounds)  # GS-WGAN's warm-up rounds count too
     with FlopCounterMode(display=False) as counter:
-        shadows.stacked_trainer(recipe, data, subsets, seeds, refs).round(0)
-    t = time.perf_counter()
-    trainer.fit(rounds)
+        probe.round(0)
+    t = time.perf_counter()  # both columns time building the trainer (models, stacks) and training it
+    shadows.stacked_trainer(recipe, data, subsets, seeds, refs).fit(rounds)
     stacked = time.perf_counter() - t
     t = time.perf_counter()
     for ids, s in zip(subsets, seeds, strict=True):

@@ -39,8 +39,8 @@ from, not itself, a CSPRNG. `deterministic_noise: true` (tests) seeds both from 
 and no privacy against anyone who knows it. `privacy_report()` says which. Training runs on one process
 only (multi-process strategies are refused before training starts).
 Banks (protocol v2's T targets, the attacker's reference and local models) train GS-WGAN as one stack,
-nets/stacked_gswgan.py, which plays this training_step per model (a single model too: a stack of one is
-faster than toggling one of K critics per Lightning step); this module's Lightning loop serves `fit_defense`.
+nets/stacked_gswgan.py, which plays this training_step per model (a single model too, as every stackable
+game's); this module's Lightning loop serves `fit_defense`.
 """
 
 from __future__ import annotations

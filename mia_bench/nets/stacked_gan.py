@@ -71,9 +71,7 @@ class StackGame:
     mi_samples: int = 256  # MIMGAN: generated samples the nearest distances are taken over
     sharded: bool = False  # privGAN / PAR-GAN: k members per model, trained by nets/stacked_shards.py
     sanitized: bool = False  # GS-WGAN: K shard critics per model, trained by nets/stacked_gswgan.py
-    # a single model of the game trains faster in a stack of one than through Lightning (GS-WGAN: toggling
-    # and stepping one of K critics per Lightning step costs more than the stack's gathered rows)
-    stack_alone: bool = False
+    private: bool = False  # DP-GAN: DP-SGD on D's real term (ghost clipping), trained by nets/stacked_dp.py
 
 
 class _Passes:

@@ -20,10 +20,13 @@ from mia_bench.runner import run
 
 KEEP = ("lira_wb", "lira_wb_offline", "lira_wb_adaptive", "lira_fbb", "lira_fbb_offline", "ganleaks_fbb", "logan_wb")
 # a small design that a `none` GAN overfits: 16 targets on 64 records each (16 of the 128 are canaries),
-# ~750 epochs at 5x the suite's learning rates. At 800 steps (less overfit) offline LiRA still beats online
-# on these 15 reference models: the per-record IN mean only pays once the IN-OUT gap stands out of the noise
+# ~1,250 epochs at 5x the suite's learning rates. With 15 reference models (fixed variance) online LiRA's edge
+# over offline at TPR@1%FPR is small and depends on the regime [measured, seeds 0 and 1, online - offline]:
+# 1,500 steps -0.03 / -0.02 (AUC 0.87), 2,500 steps +0.03 / +0.09 (AUC 0.95), 3,000 +0.04 / +0.05, 3,500 and
+# 4,500 steps within -0.03..0 (AUC 0.94). Online's per-record IN mean pays where the members' losses stand
+# furthest out of the OUT noise (the highest AUC); the test runs there, at 2,500 steps
 SMALL = ["design.targets=16", "design.population=128", "design.canaries=16", "design.holdout=100",
-         "design.utility_targets=1", "utility.n_samples=100", "trainer.max_steps=1500", "trainer.batch_size=32",
+         "design.utility_targets=1", "utility.n_samples=100", "trainer.max_steps=2500", "trainer.batch_size=32",
          "defense.lr_g=1e-3", "defense.lr_d=1e-3", "release.n_samples=500", "metrics.bootstrap=50",
          "trainer.progress_bar=false"]
 
@@ -83,8 +86,11 @@ def test_canaries_are_more_exposed_than_average_records_on_an_overfit_none(overf
     _, _, gap = exposure(raw["score/lira_wb"], raw["inside"])
     canary = raw["canary"]
     assert gap[canary].mean() > gap[~canary].mean() + 0.5  # in units of the attack's within-group spread
+    # the population's AUC is ~0.95 here, so the canaries' edge shows in what is left below 1 and at low FPR
+    # [measured, seeds 0 / 1: AUC 0.991 / 0.991 vs 0.951 / 0.957; TPR@1%FPR 0.87 / 0.59 vs 0.36 / 0.35]
     c, p = record.attacks["lira_wb"]["canaries"], record.attacks["lira_wb"]["metrics"]
-    assert c["auc"]["value"] > p["auc"]["value"] + 0.05
+    assert 1 - c["auc"]["value"] < 0.5 * (1 - p["auc"]["value"])
+    assert c["tpr@1%fpr"]["value"] > p["tpr@1%fpr"]["value"] + 0.15
     ex = load_npz(paths.root / "exposure.npz")
     assert set(f"{lv}/gap" for lv in LEVELS) <= set(ex) and (ex["record_id"] == raw["record_id"]).all()
 

@@ -245,17 +245,66 @@ def cancel_local(jobs: list[Any]) -> None:
 
     submitit cancels with SIGINT (its controller then stops the cell), but a grid started in the background
     or under nohup inherits SIGINT as ignored; SIGTERM, which the controller forwards to its cell, follows.
-    A LocalJob's id is its controller's pid."""
+    A LocalJob's id is its controller's pid. The cell processes under each controller are noted first and
+    stopped too: a controller killed outright leaves its cell running, orphaned."""
+    tree = [pid for job in jobs for pid in _descendants(_pid(job))]
     for job in jobs:
         job.cancel()
     for sig, wait_s in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 10.0)):
         if _wait_done(jobs, wait_s):
-            return
+            break
         for job in jobs:
             if not job.done():
+                tree += _descendants(_pid(job))  # a cell may have started since
                 with suppress(ProcessLookupError, ValueError):
                     os.kill(int(job.job_id), sig)
-    _wait_done(jobs, 5.0)
+    else:
+        _wait_done(jobs, 5.0)
+    for sig, wait_s in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 5.0)):
+        alive = [pid for pid in tree if _running(pid)]
+        for pid in alive:
+            with suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        end = time.time() + wait_s
+        while any(_running(pid) for pid in alive) and time.time() < end:
+            time.sleep(0.1)
+
+
+def _pid(job: Any) -> int:
+    try:
+        return int(job.job_id)
+    except (TypeError, ValueError):
+        return -1
+
+
+def _descendants(pid: int) -> list[int]:
+    """The live descendants of process `pid` (read from Linux's /proc; none where there is no /proc)."""
+    children: dict[int, list[int]] = {}
+    proc = Path("/proc")
+    if pid < 0 or not proc.is_dir():
+        return []
+    for entry in proc.iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def _running(pid: int) -> bool:
+    """True while `pid` exists and is not a zombie."""
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
 
 
 def _wait_done(jobs: list[Any], timeout_s: float) -> bool:

@@ -203,6 +203,42 @@ def test_grid_killed_by_sigterm_then_rerun_finishes_every_cell_once(tmp_path):
     assert not list(r.rglob("*.tmp")), "no half-written file may remain"
 
 
+class _Controller:
+    """A stand-in for submitit's LocalJob: a controller process (job_id = its pid) that ignores SIGINT and
+    SIGTERM, as a controller under nohup and mid-shutdown can, with a cell process of its own."""
+
+    def __init__(self, marker: str) -> None:
+        code = ("import signal, subprocess, sys, time; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+                "signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                f"subprocess.Popen([sys.executable, '-c', 'import signal, time; signal.signal(signal.SIGTERM, "
+                f"signal.SIG_IGN); time.sleep(120)', {marker!r}]); time.sleep(120)")
+        self.proc = subprocess.Popen([sys.executable, "-c", code])
+        self.job_id = str(self.proc.pid)
+
+    def cancel(self) -> None:
+        self.proc.send_signal(signal.SIGINT)
+
+    def done(self) -> bool:
+        return self.proc.poll() is not None
+
+
+def test_cancelling_a_stuck_controller_leaves_no_orphaned_cell(tmp_path):
+    from mia_bench.grid import cancel_local
+
+    marker = f"cell-of-{tmp_path.name}"
+    job = _Controller(marker)
+    deadline = time.time() + 20
+    while len(_alive_with(marker)) < 2 and time.time() < deadline:  # the controller and its cell
+        time.sleep(0.05)
+    assert len(_alive_with(marker)) == 2
+    try:
+        cancel_local([job])  # SIGINT and SIGTERM ignored: the controller is killed, and so is its cell
+        assert job.done() and not _alive_with(marker)
+    finally:
+        for pid in _alive_with(marker):  # a failed check must not leave a process behind
+            os.kill(pid, signal.SIGKILL)
+
+
 def test_slurm_cells_become_one_job_array_with_the_requested_resources(tmp_path, monkeypatch):
     from mia_bench.grid import make_executor, run_cell
 

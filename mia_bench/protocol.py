@@ -122,6 +122,7 @@ class LiraStatistics:
         self.data, self.design, self.seed, self.cache_dir = data, design, seed, cache_dir
         self.x, self.y = data.take(design.population)
         self.cache: dict[tuple, np.ndarray] = {}
+        self.weights: dict[int, str] = {}  # _weights_digest per bank (by identity), hashed once
 
     def aux(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         ids = self.design.attacker_aux
@@ -141,7 +142,10 @@ class LiraStatistics:
             return self.cache[key]
         path = None
         if self.cache_dir is not None:
-            name = hashlib.sha256(json.dumps([STATS_VERSION, self.design.digest(), self.seed, _weights_digest(bank),
+            if id(bank) not in self.weights:
+                self.weights[id(bank)] = _weights_digest(bank)
+            weights = self.weights[id(bank)]
+            name = hashlib.sha256(json.dumps([STATS_VERSION, self.design.digest(), self.seed, weights,
                                               *key[:3], bool(key[3]), int(key[4])]).encode()).hexdigest()[:32]
             path = Path(self.cache_dir) / f"{bank.digest[:16]}_{name}.npz"
             if path.is_file():

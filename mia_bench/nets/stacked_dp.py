@@ -37,7 +37,7 @@ from opacus.accountants.utils import get_noise_multiplier
 from opacus.optimizers.optimizer import _generate_noise
 from torch import nn
 
-from mia_bench.nets.stacked_gan import StackedGANTrainer, _batched, _linear, _stack
+from mia_bench.nets.stacked_gan import StackedGANTrainer, _batched, _linear, _stack, write_back
 
 Tap = tuple[torch.Tensor, torch.Tensor, bool]  # a linear map's (input, output, has a bias)
 
@@ -207,13 +207,11 @@ class StackedDPGANTrainer:
             self.round(b)
             if on_round is not None:
                 on_round()
-        with torch.no_grad():
-            for t, m in enumerate(self.models):
-                for player, params in (("generator", self.pG), ("discriminator", self.pD)):
-                    for name, p in m.players[player].named_parameters():
-                        p.copy_(params[name][t])
-                m.sigma, m.sample_rate = self.sigma[t], self.q[t]
-                m.accountant.history = [(self.sigma[t], self.q[t], num_batches)] if num_batches else []
+        for t, m in enumerate(self.models):
+            write_back(m.players["generator"], self.pG, t)
+            write_back(m.players["discriminator"], self.pD, t)
+            m.sigma, m.sample_rate = self.sigma[t], self.q[t]
+            m.accountant.history = [(self.sigma[t], self.q[t], num_batches)] if num_batches else []
         return [m.eval() for m in self.models]
 
 

@@ -99,6 +99,13 @@ def _stack(modules: Sequence[nn.Module]) -> tuple[nn.Module, Params]:
     return template, {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
 
 
+@torch.no_grad()
+def write_back(module: nn.Module, params: Params, rows: int | slice | torch.Tensor) -> None:
+    """Copy the stacked parameters' rows `rows` into `module`'s own parameters (by name)."""
+    for name, p in module.named_parameters():
+        p.copy_(params[name][rows])
+
+
 def _linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
     """K linear maps at once: x (K, B, in), w (K, out, in), b (K, out) -> (K, B, out)."""
     xt = x.transpose(1, 2)
@@ -418,12 +425,10 @@ class StackedGANTrainer:
             self.round(b)
             if on_round is not None:
                 on_round()
-        with torch.no_grad():
-            for k, m in enumerate(self.models):
-                players = [("generator", self.pG), ("discriminator", self.pD)]
-                if self.game.adversary:
-                    players.append((self.game.adversary, self.pA))
-                for player, params in players:
-                    for name, p in m.players[player].named_parameters():
-                        p.copy_(params[name][k])
+        players = [("generator", self.pG), ("discriminator", self.pD)]
+        if self.game.adversary:
+            players.append((self.game.adversary, self.pA))
+        for k, m in enumerate(self.models):
+            for player, params in players:
+                write_back(m.players[player], params, k)
         return [m.eval() for m in self.models]

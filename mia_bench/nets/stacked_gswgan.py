@@ -34,7 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mia_bench.nets.stacked_gan import Params, StackedGANTrainer, _batched, _Passes, _stack
+from mia_bench.nets.stacked_gan import Params, StackedGANTrainer, _batched, _Passes, _stack, write_back
 from mia_bench.nets.stacked_shards import PerModelAdam
 
 
@@ -211,17 +211,13 @@ class StackedGSWGANTrainer:
             self.round(i, warm=i < warm)
             if on_round is not None:
                 on_round()
-        with torch.no_grad():
-            for t, m in enumerate(self.models):
-                for player, params in (("generator", self.pG), ("warmup_generator", self.pW)):
-                    for name, p in m.players[player].named_parameters():
-                        p.copy_(params[name][t])
-                for k, D in enumerate(m.critics):
-                    for name, p in D.named_parameters():
-                        p.copy_(self.pD[name][t * self.K + k])
-                if self.n_averaged:
-                    for name, p in m.released.module.named_parameters():
-                        p.copy_(self.ema[name][t])
-                    m.released.n_averaged.fill_(self.n_averaged)
-                m.done_steps = self.done_steps
+        for t, m in enumerate(self.models):
+            write_back(m.players["generator"], self.pG, t)
+            write_back(m.players["warmup_generator"], self.pW, t)
+            for k, D in enumerate(m.critics):
+                write_back(D, self.pD, t * self.K + k)
+            if self.n_averaged:
+                write_back(m.released.module, self.ema, t)
+                m.released.n_averaged.fill_(self.n_averaged)
+            m.done_steps = self.done_steps
         return [m.eval() for m in self.models]

@@ -32,7 +32,16 @@ import torch
 import torch.nn.functional as F
 from torch.optim.adam import adam
 
-from mia_bench.nets.stacked_gan import Params, StackedGANTrainer, _batched, _layers, _linear, _Passes, _stack
+from mia_bench.nets.stacked_gan import (
+    Params,
+    StackedGANTrainer,
+    _batched,
+    _layers,
+    _linear,
+    _Passes,
+    _stack,
+    write_back,
+)
 
 SHARD_GAMES = ("privgan", "pargan")
 
@@ -275,16 +284,14 @@ class StackedShardGANTrainer:
             if on_round is not None:
                 on_round()
         k = self.k
-        with torch.no_grad():
-            for t, m in enumerate(self.models):
-                if self.privgan:
-                    players = [("generators", self.pG, slice(t * k, (t + 1) * k)),
-                               ("discriminators", self.pD, slice(t * k, (t + 1) * k)),
-                               ("privacy_discriminator", self.pP, t)]
-                else:
-                    players = [("generator", self.pG, t), ("discriminators", self.pD, slice(t * k, (t + 1) * k))]
-                for player, params, rows in players:
-                    for name, p in m.players[player].named_parameters():
-                        p.copy_(params[name][rows])
+        for t, m in enumerate(self.models):
+            if self.privgan:
+                players = [("generators", self.pG, slice(t * k, (t + 1) * k)),
+                           ("discriminators", self.pD, slice(t * k, (t + 1) * k)),
+                           ("privacy_discriminator", self.pP, t)]
+            else:
+                players = [("generator", self.pG, t), ("discriminators", self.pD, slice(t * k, (t + 1) * k))]
+            for player, params, rows in players:
+                write_back(m.players[player], params, rows)
         return [m.eval() for m in self.models]
 

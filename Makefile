@@ -60,7 +60,7 @@ list: $(STAMP) ## registered datasets, defenses, attacks and metrics
 
 test: $(STAMP) ## the test suite CI runs (skips tests marked slow or gpu)
 	$(PY) scripts/check_env.py
-	$(PY) -m pytest -m "not slow and not gpu" -q $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow and not gpu" -q --durations=12 $(PYTEST_ARGS)
 
 test-slow: $(STAMP) ## the long checks (marked slow)
 	$(PY) -m pytest -m "slow and not gpu" -q $(PYTEST_ARGS)

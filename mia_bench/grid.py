@@ -73,16 +73,25 @@ class Outcome:
     log: Path | None = None
 
 
-def suite_defenses(suite: str, config_dir: Path | None = None) -> list[str]:
-    """The suite's `defenses:` list (what `--defenses all` runs)."""
+def _suite_list(suite: str, key: str, config_dir: Path | None) -> list[Any]:
     from omegaconf import OmegaConf
 
     node = OmegaConf.to_container(OmegaConf.load(suite_path(suite, Path(config_dir) if config_dir
                                                              else REPO_ROOT / "benchmarks")))
-    names = list((node.get("defenses") if isinstance(node, dict) else None) or [])
+    return list((node.get(key) if isinstance(node, dict) else None) or [])
+
+
+def suite_defenses(suite: str, config_dir: Path | None = None) -> list[str]:
+    """The suite's `defenses:` list (what `--defenses all` runs)."""
+    names = _suite_list(suite, "defenses", config_dir)
     if not names:
         raise ConfigError(f"suite '{suite}' lists no `defenses:`; name them with --defenses NAME ...")
     return [str(n) for n in names]
+
+
+def suite_seeds(suite: str, config_dir: Path | None = None) -> list[int]:
+    """The suite's `seeds:` list (what a grid runs by default); [] when it names none."""
+    return [int(s) for s in _suite_list(suite, "seeds", config_dir)]
 
 
 def plan(*, suite: str, defenses: list[str], seeds: list[int], overrides: list[str], results_dir: Path,

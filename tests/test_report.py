@@ -216,3 +216,23 @@ def test_a_partial_grid_says_which_cells_are_missing_above_its_tables():
     assert "`dpgan` (all points)" in line and "`megan` (`lh1`" not in line
     assert page.index("**Partial grid:**") < page.index("### Threat model")
     assert "Partial grid" not in render_suite_v2([v2_entry("none", "full", 0)])  # suite "s" has no YAML: no claim
+
+
+def test_entries_with_fewer_seeds_than_the_suite_names_say_so_above_the_tables():
+    """digits names seeds 0, 1, 2: a page whose entries hold fewer says how many hold which, so a one-seed
+    interval (the bootstrap over one design's targets) is not read as the suite's between-seed interval."""
+    from mia_bench.grid import suite_seeds
+    from mia_bench.report.pages import render_suite_v2
+
+    assert suite_seeds("digits") == [0, 1, 2]
+    three = (0.05, 0.06, 0.04)
+    page = render_suite_v2([v2_entry("none", "full", 0, suite="digits", tpr=three),
+                            v2_entry("none", "half", 1, suite="digits", tpr=(0.05,)),
+                            v2_entry("megan", "lh1", 2, suite="digits", tpr=(0.05,))])
+    line = next(ln for ln in page.splitlines() if ln.startswith("**Seeds:**"))
+    assert "seeds 0, 1, 2; of its 3 entries (defense, operating point), 2 with seed 0; 1 with seeds 0, 1, 2." in line
+    assert page.index("**Seeds:**") < page.index("### Threat model")
+    complete = render_suite_v2([v2_entry("none", "full", 0, suite="digits", tpr=three),
+                                v2_entry("megan", "lh1", 2, suite="digits", tpr=three)])
+    assert "**Seeds:**" not in complete
+    assert "**Seeds:**" not in render_suite_v2([v2_entry("none", "full", 0)])  # suite "s" has no YAML: no claim

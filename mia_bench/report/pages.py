@@ -112,6 +112,32 @@ def coverage(suite: str, points: list[Point]) -> list[str]:
             f"entries; the rankings below are among those only. Not yet run: {runs}.", ""]
 
 
+def seed_coverage(suite: str, points: list[Point]) -> list[str]:
+    """Which of the suite's `seeds:` the entries hold, above the tables when some are missing: with fewer
+    seeds than the suite names, a row's value is that of fewer independent designs than the suite asks for.
+    [] when every entry holds every seed or the suite's YAML cannot be read."""
+    from mia_bench.errors import ConfigError
+    from mia_bench.grid import suite_seeds
+
+    try:
+        want = suite_seeds(suite)
+    except (ConfigError, OSError):
+        return []
+    held: dict[tuple[int, ...], int] = {}
+    for p in points:
+        seeds = tuple(sorted(int(s) for s in p.entry["seeds"]))
+        held[seeds] = held.get(seeds, 0) + 1
+    if not want or all(set(want) <= set(seeds) for seeds in held):
+        return []
+    parts = [f"{n} with seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
+             for seeds, n in sorted(held.items(), key=lambda kv: (-kv[1], kv[0]))]
+    return [f"**Seeds:** the suite names seeds {', '.join(map(str, want))}; of its {len(points)} entries (defense, "
+            f"operating point), "
+            f"{'; '.join(parts)}. A row with one seed rests on one membership design: its interval is the "
+            "bootstrap over that design's targets, which leaves out the variation between designs and training "
+            f"runs. Complete it with `mia-bench grid --suite {suite} --defenses all`.", ""]
+
+
 def render_suite_v2(entries: list[dict[str, Any]]) -> str:
     """The suite's section of LEADERBOARD.md."""
     points = suite_points(entries)
@@ -125,7 +151,7 @@ def render_suite_v2(entries: list[dict[str, Any]]) -> str:
              "per attack. For each threat model, each defense at its most private operating point that clears "
              "the utility floor, ranked by the worst case over the attacks that access allows (pooled TPR at 1% "
              "FPR, then at 0.1%, then AUC; lower is more private). " + floor_text(floor), ""]
-    lines += coverage(suite, points)
+    lines += coverage(suite, points) + seed_coverage(suite, points)
     for level in LEVELS:
         table = rank_level(points, floor, level)
         lines += [f"### Threat model `{level}`: the attacker has {LEVEL_TEXT[level]}", ""]

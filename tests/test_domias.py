@@ -59,6 +59,7 @@ def test_cross_validation_picks_what_grid_search_picks(digits_pca: tuple[np.ndar
         grid = GridSearchCV(KernelDensity(), {"bandwidth": BANDWIDTHS}, cv=3).fit(z)
         assert cv_bandwidth(z) == pytest.approx(grid.best_params_["bandwidth"])
         folds = fold_log_likelihoods(z)
+        np.testing.assert_allclose(fold_log_likelihoods(z, chunk=70), folds, rtol=1e-12)  # blocks sum alike
         best = int(np.argmax(folds.mean(0)))
         sk = np.array([grid.cv_results_[f"split{i}_test_score"] for i in range(3)])
         # from the chosen bandwidth up, scikit-learn's tree sums are close to exact (within 1e-4); below it

@@ -72,15 +72,17 @@ def _log_density(d2: torch.Tensor, h: float, d: int) -> torch.Tensor:
     return torch.logsumexp(d2 / (-2.0 * h * h), dim=1) - norm
 
 
-def fold_log_likelihoods(z: np.ndarray, bandwidths: np.ndarray = BANDWIDTHS, n_splits: int = 3) -> np.ndarray:
+def fold_log_likelihoods(z: np.ndarray, bandwidths: np.ndarray = BANDWIDTHS, n_splits: int = 3,
+                         chunk: int = 2048) -> np.ndarray:
     """(n_splits, len(bandwidths)): each KFold fold's summed held-out log density under each bandwidth,
-    from one matrix of squared distances per fold."""
+    the squared distances of each block of `chunk` held-out rows computed once for the whole grid."""
     zt = torch.from_numpy(np.ascontiguousarray(z, dtype=np.float64))
-    out = []
-    for train, test in KFold(n_splits=n_splits).split(z):
-        d2 = pairwise_sq_dist(zt[test], zt[train])
-        out.append([float(_log_density(d2, float(h), zt.shape[1]).sum()) for h in bandwidths])
-    return np.array(out)
+    out = np.zeros((n_splits, len(bandwidths)))
+    for f, (train, test) in enumerate(KFold(n_splits=n_splits).split(z)):
+        for i in range(0, test.size, chunk):
+            d2 = pairwise_sq_dist(zt[test[i:i + chunk]], zt[train])
+            out[f] += [float(_log_density(d2, float(h), zt.shape[1]).sum()) for h in bandwidths]
+    return out
 
 
 def cv_bandwidth(z: np.ndarray, bandwidths: np.ndarray = BANDWIDTHS, n_splits: int = 3) -> float:

@@ -113,10 +113,17 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
 
 
+# what the runs themselves write into the tree: a run after another one (whose leaderboard update is not
+# yet committed) ran the same code, so these never make a revision dirty
+OUTPUTS = ("leaderboard",)
+
+
 def git_revision(root: Path = REPO_ROOT) -> dict[str, Any]:
+    """The checkout's commit and whether its tracked code or configs differ from it (`dirty`)."""
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                *(f":(exclude){p}" for p in OUTPUTS)], cwd=root,
                                capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}

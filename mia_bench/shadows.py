@@ -185,10 +185,10 @@ def stack_game(recipe: Recipe) -> Any:
 
 
 def new_stack(recipe: Recipe, models: list[Defense], train_sets: list[tuple[torch.Tensor, torch.Tensor]],
-              seeds: list[int], reference_sets: list[torch.Tensor] | None = None) -> Any:
+              seeds: list[int], reference_sets: list[torch.Tensor] | None = None, device: str = "cpu") -> Any:
     """The stacked trainer of `recipe`'s game over fresh `models` (prepared on train_sets): nets/stacked_gan.py's,
     nets/stacked_shards.py's for privGAN and PAR-GAN, nets/stacked_gswgan.py's for GS-WGAN, nets/stacked_dp.py's
-    for DP-GAN."""
+    for DP-GAN. `device`: where it trains; only nets/stacked_gan.py's games train off the CPU."""
     from mia_bench.nets.stacked_dp import StackedDPGANTrainer
     from mia_bench.nets.stacked_gan import StackedGANTrainer
     from mia_bench.nets.stacked_gswgan import StackedGSWGANTrainer
@@ -197,6 +197,9 @@ def new_stack(recipe: Recipe, models: list[Defense], train_sets: list[tuple[torc
     game = stack_game(recipe)
     if game is None:
         raise MiaBenchError(f"defense '{recipe.defense}' cannot be trained as a stack (shadows.stack_game)")
+    if torch.device(device).type != "cpu" and (game.private or game.sanitized or game.sharded):
+        raise MiaBenchError(f"defense '{recipe.defense}' trains as a stack on the CPU only; its stacked trainer has "
+                            "no device option (nets/stacked_gan.py's games have one)")
     if game.private:
         return StackedDPGANTrainer(models=models, train_sets=train_sets, batch_size=recipe.trainer.batch_size,
                                    seeds=seeds)
@@ -208,7 +211,7 @@ def new_stack(recipe: Recipe, models: list[Defense], train_sets: list[tuple[torc
                                       seeds=seeds)
     return StackedGANTrainer(models=models, train_sets=train_sets, config=recipe.params,
                              batch_size=recipe.trainer.batch_size, seeds=seeds, game=game,
-                             reference_sets=reference_sets)
+                             reference_sets=reference_sets, device=device)
 
 
 def _has_buffers(recipe: Recipe) -> bool:
@@ -282,9 +285,9 @@ def _fresh(recipe: Recipe, n_train: int, seed: int) -> Defense:
 
 
 def stacked_trainer(recipe: Recipe, data: ArrayDataset, subsets: list[np.ndarray], seeds: list[int],
-                    reference_ids: list[np.ndarray | None] | None = None) -> Any:
+                    reference_ids: list[np.ndarray | None] | None = None, device: str = "cpu") -> Any:
     """The stacked trainer (new_stack) over fresh `recipe` models, model k on the records subsets[k] (and, for
-    a recipe that needs reference data, reference batches from reference_ids[k])."""
+    a recipe that needs reference data, reference batches from reference_ids[k]), training on `device`."""
     models, sets = [], []
     for ids, s in zip(subsets, seeds, strict=True):
         m = _fresh(recipe, ids.size, s)
@@ -297,7 +300,7 @@ def stacked_trainer(recipe: Recipe, data: ArrayDataset, subsets: list[np.ndarray
         if reference_ids is None or any(r is None for r in reference_ids):
             raise MiaBenchError(f"defense '{recipe.defense}' needs reference data for each stacked model")
         refs = [data.take(np.asarray(r))[0] for r in reference_ids]
-    return new_stack(recipe, models, sets, seeds, refs)
+    return new_stack(recipe, models, sets, seeds, refs, device)
 
 
 def _train_stacked(recipe: Recipe, data: ArrayDataset, subsets: list[np.ndarray], seeds: list[int],

@@ -14,6 +14,7 @@ from mia_bench import shadows
 from mia_bench.attacks import Recipe
 from mia_bench.defenses import DEFENSES
 from mia_bench.defenses.mixup import mix_batch
+from mia_bench.errors import MiaBenchError
 from mia_bench.nets.losses import binary_entropy_from_logits, ns_d_loss
 from mia_bench.nets.stacked_gan import StackedGANTrainer
 
@@ -38,9 +39,9 @@ def _refs(digits, k: int, n: int = 48) -> list[torch.Tensor]:
     return [digits.take(np.arange(n) + 1000 + 50 * i)[0] for i in range(k)]
 
 
-def _trainer(recipe, models, sets, seeds, refs=None):
+def _trainer(recipe, models, sets, seeds, refs=None, device="cpu"):
     return StackedGANTrainer(models=models, train_sets=sets, config=recipe.params, batch_size=16, seeds=seeds,
-                             game=shadows.stack_game(recipe), reference_sets=refs)
+                             game=shadows.stack_game(recipe), reference_sets=refs, device=device)
 
 
 @pytest.mark.parametrize("defense", ["megan", "mixup", "relaxloss", "mpgan", "mimgan"])
@@ -55,6 +56,34 @@ def test_a_stack_of_k_equals_k_trainings_of_one(digits, defense):
         assert set(single[k].players) == set(models[k].players)
         for p, q in zip(models[k].parameters(), single[k].parameters(), strict=True):
             torch.testing.assert_close(p, q, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("defense", ["none", "megan", "mixup", "relaxloss", "mpgan", "mimgan"])
+def test_a_stack_on_the_gpu_trains_what_it_trains_on_the_cpu(digits, defense):
+    """Every draw is made on the CPU from model k's own generator, so a CUDA stack follows the CPU stack's
+    trajectory up to float rounding (TF32 off: torch's default for matmuls)."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    refs = _refs(digits, 3) if DEFENSES.get(defense).needs_reference else None
+    recipe, on_cpu, sets = _models(digits, defense, 3)
+    _trainer(recipe, on_cpu, sets, [5, 6, 7], refs).fit(12)
+    _, on_gpu, _ = _models(digits, defense, 3)
+    trainer = _trainer(recipe, on_gpu, sets, [5, 6, 7], refs, device="cuda")
+    assert all(p.is_cuda for p in trainer.pG.values())
+    trainer.fit(12)
+    for k in range(3):
+        for p, q in zip(on_cpu[k].parameters(), on_gpu[k].parameters(), strict=True):
+            assert q.device.type == "cpu"  # copied back into the model
+            torch.testing.assert_close(p, q, atol=1e-4, rtol=1e-3)
+
+
+def test_only_the_mlp_games_stack_off_the_cpu(digits):
+    """privGAN / PAR-GAN / GS-WGAN / DP-GAN stacks have no device option: asking for one is an error that
+    says so, before any model is trained."""
+    resolved = quick("privgan")
+    with pytest.raises(MiaBenchError, match="on the CPU only"):
+        shadows.stacked_trainer(Recipe.of(resolved, digits.info), digits, [np.arange(96)], [0], device="cuda")
 
 
 def _moved(before: dict, model) -> set[str]:

@@ -41,12 +41,16 @@ def gemm_profile(trainer: object, rounds: int) -> tuple[float, float]:
     return sum(e.self_cpu_time_total for e in events if e.key in GEMM_OPS) / total, counter.get_total_flops()
 
 
-def sgemm_flops_per_s(n: int = 1024, repeats: int = 20) -> float:
-    a, b = torch.randn(2 * n, n), torch.randn(n, n)
+def sgemm_flops_per_s(n: int = 1024, repeats: int = 20, device: str = "cpu") -> float:
+    """FLOP/s of a (2n x n) @ (n x n) float32 matmul on `device` (synchronised on a GPU)."""
+    a, b = torch.randn(2 * n, n, device=device), torch.randn(n, n, device=device)
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
     a @ b
+    sync()
     t = time.perf_counter()
     for _ in range(repeats):
         a @ b
+    sync()
     return 2 * 2 * n * n * n * repeats / (time.perf_counter() - t)
 
 

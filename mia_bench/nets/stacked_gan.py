@@ -25,6 +25,10 @@ on D's frozen hidden activations of (members, reference batch), then adds lambda
 network T on them (detached) after D's step, and adds beta * I^ to G's loss (mimgan.MIMGAN.training_step).
 Batches follow the data module's scheme: reshuffled passes over the model's own training records (and its
 reference records), B at a time, a pass's remainder dropped.
+
+`device`: where the stack's parameters, data and arithmetic live (default the CPU). Every random draw is
+still made on the CPU from model k's own generator and then moved, so on any device model k sees the
+draws it sees alone on the CPU; the trained weights are copied back into the (CPU) models.
 """
 from __future__ import annotations
 
@@ -92,11 +96,12 @@ class _Passes:
         return out
 
 
-def _stack(modules: Sequence[nn.Module]) -> tuple[nn.Module, Params]:
-    """A parameter-free template of the module and its K parameter sets stacked as (K, ...) leaves."""
+def _stack(modules: Sequence[nn.Module], device: torch.device | str = "cpu") -> tuple[nn.Module, Params]:
+    """A parameter-free template of the module and its K parameter sets stacked as (K, ...) leaves on
+    `device`."""
     params, _ = stack_module_state(list(modules))
     template = copy.deepcopy(modules[0]).to("meta")
-    return template, {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
+    return template, {k: v.detach().to(device).clone().requires_grad_(True) for k, v in params.items()}
 
 
 @torch.no_grad()
@@ -208,14 +213,15 @@ class StackedGANTrainer:
 
     train_sets[k]: (x (n_k, *shape), y (n_k,)) the records of model k. config: the recipe's Config (its
     conditional, z_dim, rates and betas). game: the terms played (default: the unprotected game as
-    `config` sets it). seeds[k]: seed of model k's batch order and noise.
+    `config` sets it). seeds[k]: seed of model k's batch order and noise. device: where the stack trains.
     """
 
     def __init__(self, *, models: Sequence[Any], train_sets: Sequence[tuple[torch.Tensor, torch.Tensor]],
                  config: Any, batch_size: int, seeds: Sequence[int], game: StackGame | None = None,
-                 reference_sets: Sequence[torch.Tensor] | None = None) -> None:
+                 reference_sets: Sequence[torch.Tensor] | None = None, device: torch.device | str = "cpu") -> None:
         if not (len(models) == len(train_sets) == len(seeds)) or not models:
             raise ValueError("models, train_sets and seeds must be non-empty and of equal length")
+        self.device = torch.device(device)
         self.models, self.cfg, self.B = list(models), config, batch_size
         self.K = len(self.models)
         self.conditional = bool(config.conditional)
@@ -226,20 +232,20 @@ class StackedGANTrainer:
         self.wgan = self.game.wgan
         if self.game.mix_alpha and batch_size < 2:
             raise ValueError("mixup needs batches of at least 2 records; raise trainer.batch_size")
-        self.G_t, self.pG = _stack([m.players["generator"] for m in self.models])
-        self.D_t, self.pD = _stack([m.players["discriminator"] for m in self.models])
+        self.G_t, self.pG = _stack([m.players["generator"] for m in self.models], self.device)
+        self.D_t, self.pD = _stack([m.players["discriminator"] for m in self.models], self.device)
         self.G = _batched(self.G_t) or _vmapped(self.G_t)
         self.D = _batched(self.D_t) or _vmapped(self.D_t)
         betas = (config.beta1, config.beta2)
         self.opt_g = torch.optim.Adam(list(self.pG.values()), lr=config.lr_g, betas=betas, fused=True)
         self.opt_d = torch.optim.Adam(list(self.pD.values()), lr=config.lr_d, betas=betas, fused=True)
-        self.data = [(x.float(), y.long()) for x, y in train_sets]
+        self.data = [(x.float().to(self.device), y.long().to(self.device)) for x, y in train_sets]
         self.priors = [m.label_prior.detach().float().cpu() for m in self.models]
         self.torch_gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
         self.passes = [_Passes(x.shape[0], batch_size, np.random.default_rng([int(s), 7]))
                        for s, (x, _) in zip(seeds, self.data, strict=True)]
         self.mix_rngs = [np.random.default_rng([int(s), 8]) for s in seeds]
-        self.n_train = torch.tensor([int(m.n_train) for m in self.models])
+        self.n_train = torch.tensor([int(m.n_train) for m in self.models], device=self.device)
         self.pA: Params = {}
         if self.game.adversary:
             self._init_adversary(reference_sets, seeds, betas)
@@ -255,25 +261,29 @@ class StackedGANTrainer:
             raise ValueError(f"the '{name}' player needs one reference set per model (reference_sets)")
         if name == "membership" and _batched(self.D_t) is None:
             raise ValueError("MP-GAN's membership player reads D's hidden blocks: D must be nets/mlp.py's")
-        self.A_t, self.pA = _stack([m.players[name] for m in self.models])
+        self.A_t, self.pA = _stack([m.players[name] for m in self.models], self.device)
         self.A = _adversary(self.A_t)
         self.opt_a = torch.optim.Adam(list(self.pA.values()), lr=self.game.adversary_lr, betas=betas, fused=True)
-        self.refs = [r.float() for r in reference_sets]
+        self.refs = [r.float().to(self.device) for r in reference_sets]
         self.ref_passes = [_Passes(r.shape[0], self.B, np.random.default_rng([int(s), 9]), "reference records")
                            for s, r in zip(seeds, self.refs, strict=True)]
 
-    # ---- per-model draws (each from model k's own generator) ------------------------------------------
+    # ---- per-model draws (each from model k's own generator, on the CPU, then moved to the device) -----
+    def _on(self, t: torch.Tensor) -> torch.Tensor:
+        return t.to(self.device, non_blocking=True)
+
     def _real(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        picks = [p.take() for p in self.passes]
-        x = torch.stack([xs[torch.from_numpy(i)] for (xs, _), i in zip(self.data, picks, strict=True)])
+        picks = [self._on(torch.from_numpy(p.take())) for p in self.passes]
+        x = torch.stack([xs[i] for (xs, _), i in zip(self.data, picks, strict=True)])
         if not self.conditional:
             return x, None
-        y = torch.stack([ys[torch.from_numpy(i)] for (_, ys), i in zip(self.data, picks, strict=True)])
+        y = torch.stack([ys[i] for (_, ys), i in zip(self.data, picks, strict=True)])
         return x, F.one_hot(y, self.n_classes).float()
 
     def _reference(self) -> torch.Tensor:
         """(K, B, ...) the next reference batch of every model."""
-        return torch.stack([r[torch.from_numpy(p.take())] for r, p in zip(self.refs, self.ref_passes, strict=True)])
+        return torch.stack([r[self._on(torch.from_numpy(p.take()))]
+                            for r, p in zip(self.refs, self.ref_passes, strict=True)])
 
     def _fake_inputs(self, n: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Latents (K, n, z_dim) and label vectors (K, n, C) or None, n = B by default; per model the
@@ -283,16 +293,16 @@ class StackedGANTrainer:
         if self.conditional:
             labels = [torch.multinomial(p, n, replacement=True, generator=g)
                       for p, g in zip(self.priors, self.torch_gens, strict=True)]
-            yf = F.one_hot(torch.stack(labels), self.n_classes).float()
+            yf = self._on(F.one_hot(torch.stack(labels), self.n_classes).float())
         z = torch.stack([torch.randn(n, self.z_dim, generator=g) for g in self.torch_gens])
-        return z, yf
+        return self._on(z), yf
 
     def _mixed(self, x: torch.Tensor, y: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Mixup's mixed pairs, per model: x (K, B, ...), y (K, B, C) or None (mixup.mix_batch)."""
         a = self.game.mix_alpha
-        lam = torch.stack([torch.from_numpy(r.beta(a, a, self.B)).float() for r in self.mix_rngs])  # (K, B)
+        lam = self._on(torch.stack([torch.from_numpy(r.beta(a, a, self.B)).float() for r in self.mix_rngs]))  # (K, B)
         shifts = [int(r.integers(1, self.B)) for r in self.mix_rngs]
-        partner = torch.stack([torch.roll(torch.arange(self.B), -sh) for sh in shifts])  # (K, B)
+        partner = self._on(torch.stack([torch.roll(torch.arange(self.B), -sh) for sh in shifts]))  # (K, B)
         w = lam.view(self.K, self.B, *([1] * (x.dim() - 2)))
         x2 = torch.stack([x[k, partner[k]] for k in range(self.K)])
         x_mix = w * x + (1 - w) * x2
@@ -302,7 +312,7 @@ class StackedGANTrainer:
         return x_mix, lam[..., None] * y + (1 - lam[..., None]) * y2
 
     def _uniform(self, shape: tuple[int, ...]) -> torch.Tensor:
-        return torch.stack([torch.rand(shape, generator=g) for g in self.torch_gens])
+        return self._on(torch.stack([torch.rand(shape, generator=g) for g in self.torch_gens]))
 
     # ---- one round ------------------------------------------------------------------------------------
     def _gradient_penalty(self, real: torch.Tensor, fake: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
@@ -316,7 +326,7 @@ class StackedGANTrainer:
         """(K,) RelaxLoss phase of D step `batch_idx` per model: 0 (|L - alpha|) or 1 (descent or flattening),
         as relaxloss.RelaxLossGAN.phase counts it on one process."""
         if self.game.relax_by_step:
-            return torch.full((self.K,), batch_idx % 2)
+            return torch.full((self.K,), batch_idx % 2, device=self.device)
         return (batch_idx * self.B // self.n_train) % 2
 
     def _d_loss(self, x: torch.Tensor, y: torch.Tensor | None, fake: torch.Tensor,
@@ -366,8 +376,8 @@ class StackedGANTrainer:
 
         d = nearest_sample_distance(torch.cat([x, ref], dim=1).flatten(2), probe.flatten(2))  # (K, 2B)
         scores = self.A(self.pA, d.unsqueeze(2))  # (K, 2B, 2)
-        m = torch.cat([torch.ones(x.shape[1]), torch.zeros(ref.shape[1])]).long()
-        prior = torch.full((2,), 0.5)
+        m = torch.cat([torch.ones(x.shape[1]), torch.zeros(ref.shape[1])]).long().to(self.device)
+        prior = torch.full((2,), 0.5, device=self.device)
         return vmap(lambda s: discrete_mi_bound(self.game.mi_bound, s, m, prior))(scores)
 
     @staticmethod

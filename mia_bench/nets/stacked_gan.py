@@ -239,7 +239,11 @@ class StackedGANTrainer:
         betas = (config.beta1, config.beta2)
         self.opt_g = torch.optim.Adam(list(self.pG.values()), lr=config.lr_g, betas=betas, fused=True)
         self.opt_d = torch.optim.Adam(list(self.pD.values()), lr=config.lr_d, betas=betas, fused=True)
-        self.data = [(x.float().to(self.device), y.long().to(self.device)) for x, y in train_sets]
+        self.data = [(x.float(), y.long()) for x, y in train_sets]
+        # every model's records in one tensor (model k's from offsets[k]): a round gathers all K batches at once
+        self.offsets = np.cumsum([0] + [x.shape[0] for x, _ in self.data])[:-1, None]
+        self.all_x = torch.cat([x for x, _ in self.data]).to(self.device)
+        self.all_y = torch.cat([y for _, y in self.data]).to(self.device)
         self.priors = [m.label_prior.detach().float().cpu() for m in self.models]
         self.torch_gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
         self.passes = [_Passes(x.shape[0], batch_size, np.random.default_rng([int(s), 7]))
@@ -273,12 +277,12 @@ class StackedGANTrainer:
         return t.to(self.device, non_blocking=True)
 
     def _real(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        picks = [self._on(torch.from_numpy(p.take())) for p in self.passes]
-        x = torch.stack([xs[i] for (xs, _), i in zip(self.data, picks, strict=True)])
+        """(K, B, ...) the next batch of every model (and its one-hot labels when conditional)."""
+        rows = self._on(torch.from_numpy(self.offsets + np.stack([p.take() for p in self.passes])))
+        x = self.all_x[rows]
         if not self.conditional:
             return x, None
-        y = torch.stack([ys[i] for (_, ys), i in zip(self.data, picks, strict=True)])
-        return x, F.one_hot(y, self.n_classes).float()
+        return x, F.one_hot(self.all_y[rows], self.n_classes).float()
 
     def _reference(self) -> torch.Tensor:
         """(K, B, ...) the next reference batch of every model."""
@@ -304,11 +308,12 @@ class StackedGANTrainer:
         shifts = [int(r.integers(1, self.B)) for r in self.mix_rngs]
         partner = self._on(torch.stack([torch.roll(torch.arange(self.B), -sh) for sh in shifts]))  # (K, B)
         w = lam.view(self.K, self.B, *([1] * (x.dim() - 2)))
-        x2 = torch.stack([x[k, partner[k]] for k in range(self.K)])
+        rows = torch.arange(self.K, device=self.device)[:, None]  # model k's partners from its own batch
+        x2 = x[rows, partner]
         x_mix = w * x + (1 - w) * x2
         if y is None:
             return x_mix, None
-        y2 = torch.stack([y[k, partner[k]] for k in range(self.K)])
+        y2 = y[rows, partner]
         return x_mix, lam[..., None] * y + (1 - lam[..., None]) * y2
 
     def _uniform(self, shape: tuple[int, ...]) -> torch.Tensor:

@@ -236,3 +236,25 @@ def test_entries_with_fewer_seeds_than_the_suite_names_say_so_above_the_tables()
                                 v2_entry("megan", "lh1", 2, suite="digits", tpr=three)])
     assert "**Seeds:**" not in complete
     assert "**Seeds:**" not in render_suite_v2([v2_entry("none", "full", 0)])  # suite "s" has no YAML: no claim
+
+
+def test_the_frontier_names_only_the_pareto_points_and_nones_curve():
+    """Named points: `none`'s budgets and the Pareto front of the defended points, in every threat model;
+    a dominated point keeps its marker but no name, so the cluster near chance stays legible."""
+    from mia_bench.report import frontier
+    from mia_bench.report.plots import _pyplot
+    from mia_bench.report.ranking import Floor, pareto_front, suite_points
+
+    points = suite_points(suite_entries())
+    floor = Floor.of(points)
+    plt = _pyplot()
+    for level in ("samples", "white_box"):
+        ds = frontier.dots(points, level, "downstream_accuracy")
+        defended = [d for d in ds if not d.control]
+        front = {defended[i].name for i in pareto_front([d.u for d in defended], [d.p for d in defended])}
+        fig, ax = plt.subplots()
+        frontier.draw(ax, ds, floor, "downstream_accuracy", frontier._styles(sorted({d.defense for d in ds})))
+        named = {n for t in ax.texts for n in t.get_text().split("/")}
+        plt.close(fig)
+        assert named == front | {"full", "half", "quarter"}
+        assert {d.name for d in defended} - named  # some points are left unnamed

@@ -5,6 +5,9 @@ Every operating point of every defense: worst-case TPR at 1% FPR at the threat m
 axis, with its interval) against the suite's first floor metric (with its interval over seeds); one colour
 and marker per defense, the points of a defense joined in knob order, `none`'s early-stopping curve in
 black, the Pareto front of the defenses' points, the utility floor, and the chance line TPR = FPR = 1%.
+Operating-point names label the points of the Pareto front and of `none`'s curve only: most points sit
+in one cluster near chance, where a label on every point overprints the others (a point's defense is
+its colour and marker; every point's name is in the leaderboard's tables).
 """
 
 from __future__ import annotations
@@ -61,6 +64,10 @@ def draw(ax: Any, ds: list[Dot], floor: Floor, metric: str, styles: dict[str, di
     positive = [v for d in ds for v in (d.p, d.p_lo) if v > 0]
     y_min = min([*positive, 1e-2]) / 2
     clip = lambda v: max(v, y_min)  # noqa: E731
+    defended = [d for d in ds if not d.control]
+    front = pareto_front([d.u for d in defended], [d.p for d in defended],
+                         higher_utility=floor.higher.get(metric, True))
+    named = {defended[i] for i in front} | {d for d in ds if d.defense == "none"}
     for defense in sorted({d.defense for d in ds}):
         mine = [d for d in ds if d.defense == defense]
         st = {"color": "0.45", "marker": "x" if "memor" in defense else "+"} if mine[0].control else styles[defense]
@@ -72,10 +79,8 @@ def draw(ax: Any, ds: list[Dot], floor: Floor, metric: str, styles: dict[str, di
                     color=st["color"], marker=st["marker"], ms=7 if defense == "none" or mine[0].control else 6,
                     lw=2.2 if defense == "none" else 1.2, ls="-" if len(mine) > 1 else "none", capsize=2,
                     elinewidth=0.8, alpha=0.95, label=label, zorder=4 if defense == "none" else 3)
-        _label_points(ax, [(d.name, d.u, y) for d, y in zip(mine, ys, strict=True) if d.name], st["color"])
-    defended = [d for d in ds if not d.control]
-    front = pareto_front([d.u for d in defended], [d.p for d in defended],
-                         higher_utility=floor.higher.get(metric, True))
+        _label_points(ax, [(d.name, d.u, y) for d, y in zip(mine, ys, strict=True) if d.name and d in named],
+                      st["color"])
     if front:
         # the staircase of the best privacy attainable at each utility or better
         ax.plot([defended[i].u for i in front], [clip(defended[i].p) for i in front], color="tab:red", lw=4,
@@ -131,7 +136,8 @@ def frontier_png(path: Path, points: list[Point], level: str, *, title: str) -> 
     better = "higher" if floor.higher.get(metric, True) else "lower"
     ax.set(xlabel=f"{metric.replace('_', ' ')} ({better} is better)",
            ylabel=f"worst-case TPR at 1% FPR, {level}\n(log; TPR = 0 drawn at the bottom)", title=title)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7.5, frameon=False)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7.5, frameon=False,
+              title="named: Pareto front, none", title_fontsize=7)
     fig.tight_layout()
     return _save(fig, path)
 

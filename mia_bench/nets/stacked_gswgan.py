@@ -136,7 +136,7 @@ class StackedGSWGANTrainer:
     # ---- the critics in play -----------------------------------------------------------------------
     def _critics(self) -> Params:
         """The T critics in play, (T, ...) leaves gathered from their rows."""
-        return {n: p[self.rows].requires_grad_(True) for n, p in self.pD.items()}
+        return {n: p.index_select(0, self.rows).requires_grad_(True) for n, p in self.pD.items()}
 
     @staticmethod
     def _masked_mean(v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -85,8 +85,11 @@ class PerModelAdam:
         parameters and their moments, steps each row as its own parameter with its own step count through
         torch.optim.adam.adam (fused), and writes them back (GS-WGAN's critics: each round moves T of T * K).
         gathered: the parameters' rows already gathered (params[i][rows]); they are stepped in place."""
-        params = [p[rows] for p in self.params] if gathered is None else list(gathered)
-        sel = [(p, m[rows], v[rows]) for p, m, v in zip(params, self.m, self.v, strict=True)]
+        # index_select, not p[rows]: the same rows without advanced indexing's general kernel (a (1600, 256,
+        # 64) gather: 223 vs 49 us here; those gathers were 17% of a profiled GS-WGAN round)
+        params = [p.index_select(0, rows) for p in self.params] if gathered is None else list(gathered)
+        sel = [(p, m.index_select(0, rows), v.index_select(0, rows))
+               for p, m, v in zip(params, self.m, self.v, strict=True)]
         steps = self.t[rows].repeat(len(sel), 1)  # one step tensor per (parameter, row): adam adds 1 to each
         lists: tuple[list[torch.Tensor], ...] = ([], [], [], [])
         for (p, m, v), g in zip(sel, grads, strict=True):
@@ -97,7 +100,8 @@ class PerModelAdam:
              beta2=b2, lr=self.lr, weight_decay=0.0, eps=self.eps, maximize=False)
         self.t[rows] = steps[0]
         for (p, m, v), dst_p, dst_m, dst_v in zip(sel, self.params, self.m, self.v, strict=True):
-            dst_p[rows], dst_m[rows], dst_v[rows] = p, m, v
+            for dst, src in ((dst_p, p), (dst_m, m), (dst_v, v)):
+                dst.index_copy_(0, rows, src)
 
 
 class StackedShardGANTrainer:

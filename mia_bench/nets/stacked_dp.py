@@ -37,7 +37,7 @@ from opacus.accountants.utils import get_noise_multiplier
 from opacus.optimizers.optimizer import _generate_noise
 from torch import nn
 
-from mia_bench.nets.stacked_gan import StackedGANTrainer, _batched, _linear, _stack, write_back
+from mia_bench.nets.stacked_gan import Records, StackedGANTrainer, _batched, _linear, _stack, write_back
 
 Tap = tuple[torch.Tensor, torch.Tensor, bool]  # a linear map's (input, output, has a bias)
 
@@ -69,10 +69,7 @@ class StackedDPGANTrainer:
         self.q = [self.B / int(n) for n in self.n]  # the data module's sample_rate B / n
         self.expected = torch.tensor([max(1, round(q * int(n))) for q, n in zip(self.q, self.n, strict=True)],
                                      dtype=torch.float32)  # DPGAN.expected_batch
-        # every model's records in one tensor, plus a zero row that pads short draws: one gather per round
-        self.offsets = np.cumsum([0, *self.n.tolist()])
-        self.all_x = torch.cat([x for x, _ in self.data] + [torch.zeros(1, *self.data[0][0].shape[1:])])
-        self.all_y = torch.cat([y for _, y in self.data] + [torch.zeros(1, dtype=torch.int64)])
+        self.records = Records(self.data)  # Poisson draws differ in size: padded rows, masked
         draw_seed = [int(s) if c.deterministic_noise else secrets.randbits(63) for s in seeds]
         noise_seed = [int(s) if c.deterministic_noise else secrets.randbits(64) for s in seeds]
         self.rngs = [np.random.default_rng(s) for s in draw_seed]
@@ -92,15 +89,9 @@ class StackedDPGANTrainer:
     # ---- per-model draws ---------------------------------------------------------------------------
     def _poisson(self) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """Every model's Poisson draw, padded: x (T, b, ...), y (T, b, C) or None, and the mask (T, b)."""
-        picks = [self.offsets[t] + np.flatnonzero(rng.random(int(n)) < q)
-                 for t, (rng, n, q) in enumerate(zip(self.rngs, self.n, self.q, strict=True))]
-        pad = int(self.offsets[-1])  # the zero row
-        index = np.full((self.T, max(1, max(p.size for p in picks))), pad, dtype=np.int64)
-        for t, p in enumerate(picks):
-            index[t, :p.size] = p
-        rows = torch.from_numpy(index)
-        y = F.one_hot(self.all_y[rows], self.n_classes).float() if self.conditional else None
-        return self.all_x[rows], y, (rows != pad).float()
+        x, y, mask = self.records.gather([np.flatnonzero(rng.random(int(n)) < q)
+                                          for rng, n, q in zip(self.rngs, self.n, self.q, strict=True)])
+        return x, F.one_hot(y, self.n_classes).float() if self.conditional else None, mask
 
     def _fake_inputs(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """B latents and (conditional) label vectors from the model's prior (uniform: DPGAN.prepare keeps

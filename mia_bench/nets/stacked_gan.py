@@ -96,6 +96,26 @@ class _Passes:
         return out
 
 
+class Records:
+    """Every model's records in one tensor, plus a zero row that pads short batches, so the batches of all
+    models in a round are one gather (the stacked trainers of every game)."""
+
+    def __init__(self, data: Sequence[tuple[torch.Tensor, torch.Tensor]], device: torch.device | str = "cpu") -> None:
+        self.offsets = np.cumsum([0] + [x.shape[0] for x, _ in data])
+        self.pad = int(self.offsets[-1])  # the zero row
+        self.x = torch.cat([x.float() for x, _ in data] + [torch.zeros(1, *data[0][0].shape[1:])]).to(device)
+        self.y = torch.cat([y.long() for _, y in data] + [torch.zeros(1, dtype=torch.int64)]).to(device)
+
+    def gather(self, picks: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """picks[k]: positions among model k's records. Returns x (K, b, ...), labels (K, b) and the mask
+        (K, b) of real rows, each model's rows padded with the zero row to the longest pick b (at least 1)."""
+        index = np.full((len(picks), max(1, max(p.size for p in picks))), self.pad, dtype=np.int64)
+        for k, p in enumerate(picks):
+            index[k, :p.size] = self.offsets[k] + p
+        rows = torch.from_numpy(index).to(self.x.device, non_blocking=True)
+        return self.x[rows], self.y[rows], (rows != self.pad).float()
+
+
 def _stack(modules: Sequence[nn.Module], device: torch.device | str = "cpu") -> tuple[nn.Module, Params]:
     """A parameter-free template of the module and its K parameter sets stacked as (K, ...) leaves on
     `device`."""
@@ -240,10 +260,7 @@ class StackedGANTrainer:
         self.opt_g = torch.optim.Adam(list(self.pG.values()), lr=config.lr_g, betas=betas, fused=True)
         self.opt_d = torch.optim.Adam(list(self.pD.values()), lr=config.lr_d, betas=betas, fused=True)
         self.data = [(x.float(), y.long()) for x, y in train_sets]
-        # every model's records in one tensor (model k's from offsets[k]): a round gathers all K batches at once
-        self.offsets = np.cumsum([0] + [x.shape[0] for x, _ in self.data])[:-1, None]
-        self.all_x = torch.cat([x for x, _ in self.data]).to(self.device)
-        self.all_y = torch.cat([y for _, y in self.data]).to(self.device)
+        self.records = Records(self.data, self.device)
         self.priors = [m.label_prior.detach().float().cpu() for m in self.models]
         self.torch_gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
         self.passes = [_Passes(x.shape[0], batch_size, np.random.default_rng([int(s), 7]))
@@ -278,11 +295,8 @@ class StackedGANTrainer:
 
     def _real(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(K, B, ...) the next batch of every model (and its one-hot labels when conditional)."""
-        rows = self._on(torch.from_numpy(self.offsets + np.stack([p.take() for p in self.passes])))
-        x = self.all_x[rows]
-        if not self.conditional:
-            return x, None
-        return x, F.one_hot(self.all_y[rows], self.n_classes).float()
+        x, y, _ = self.records.gather([p.take() for p in self.passes])  # every batch is full: no padding
+        return x, F.one_hot(y, self.n_classes).float() if self.conditional else None
 
     def _reference(self) -> torch.Tensor:
         """(K, B, ...) the next reference batch of every model."""

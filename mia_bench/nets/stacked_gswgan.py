@@ -34,7 +34,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mia_bench.nets.stacked_gan import Params, StackedGANTrainer, _batched, _Passes, _stack, write_back
+from mia_bench.nets.stacked_gan import (
+    Params,
+    Records,
+    StackedGANTrainer,
+    _batched,
+    _Passes,
+    _stack,
+    write_back,
+)
 from mia_bench.nets.stacked_shards import PerModelAdam
 
 
@@ -59,10 +67,7 @@ class StackedGSWGANTrainer:
         self.K, self.ci = int(c.n_discriminators), int(c.critic_iters)
         self.conditional, self.n_classes, self.z_dim = bool(c.conditional), first.info.n_classes, int(c.z_dim)
         self.data = [(x.float(), y.long()) for x, y in train_sets]
-        # every model's records in one tensor, plus a zero row that pads short batches: one gather per batch
-        self.offsets = np.cumsum([0] + [x.shape[0] for x, _ in self.data])
-        self.all_x = torch.cat([x for x, _ in self.data] + [torch.zeros(1, *self.data[0][0].shape[1:])])
-        self.all_y = torch.cat([y for _, y in self.data] + [torch.zeros(1, dtype=torch.int64)])
+        self.records = Records(self.data)  # shards differ in size by one record: padded rows, masked
         draw_seed = [int(s) if c.deterministic_noise else secrets.randbits(63) for s in seeds]
         noise_seed = [int(s) if c.deterministic_noise else secrets.randbits(64) for s in seeds]
         self.gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
@@ -105,15 +110,9 @@ class StackedGSWGANTrainer:
         picks = []
         for t, row in enumerate(self.rows.tolist()):
             part, passes = self.shards[t][row - t * self.K]
-            picks.append(self.offsets[t] + part[passes.take()])
-        pad = int(self.offsets[-1])  # the zero row
-        index = np.full((self.T, max(p.size for p in picks)), pad, dtype=np.int64)
-        for t, p in enumerate(picks):
-            index[t, :p.size] = p
-        rows = torch.from_numpy(index)
-        mask = (rows != pad).float()
-        y = F.one_hot(self.all_y[rows], self.n_classes).float() if self.conditional else None
-        return self.all_x[rows], y, mask
+            picks.append(part[passes.take()])
+        x, y, mask = self.records.gather(picks)
+        return x, F.one_hot(y, self.n_classes).float() if self.conditional else None, mask
 
     def _per_row(self, mask: torch.Tensor, draw: Callable[[int, torch.Generator], torch.Tensor]) -> torch.Tensor:
         """(T, b, ...) of draw(n_t, generator of model t), n_t = model t's real rows, zero-padded to b."""

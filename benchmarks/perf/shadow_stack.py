@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 
 import torch
 from torch.profiler import ProfilerActivity, profile
@@ -41,10 +42,15 @@ def gemm_profile(trainer: object, rounds: int) -> tuple[float, float]:
     return sum(e.self_cpu_time_total for e in events if e.key in GEMM_OPS) / total, counter.get_total_flops()
 
 
+def synchronizer(device: str) -> Callable[[], None]:
+    """What waits for `device`'s queued work before a clock is read (nothing on the CPU)."""
+    return torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
+
+
 def sgemm_flops_per_s(n: int = 1024, repeats: int = 20, device: str = "cpu") -> float:
     """FLOP/s of a (2n x n) @ (n x n) float32 matmul on `device` (synchronised on a GPU)."""
     a, b = torch.randn(2 * n, n, device=device), torch.randn(n, n, device=device)
-    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
+    sync = synchronizer(device)
     a @ b
     sync()
     t = time.perf_counter()

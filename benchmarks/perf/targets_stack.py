@@ -26,7 +26,7 @@ import argparse
 import time
 
 import torch
-from shadow_stack import sgemm_flops_per_s  # noqa: E402 - the sibling script (benchmarks/perf/ is on sys.path)
+from shadow_stack import sgemm_flops_per_s, synchronizer  # noqa: E402 - the sibling script (benchmarks/perf/ is on sys.path)
 from torch.utils.flop_counter import FlopCounterMode
 
 from mia_bench import shadows
@@ -39,7 +39,7 @@ from mia_bench.runner import fit_defense
 
 def one_defense(defense: str, steps: int, targets: int, device: str = "cpu") -> dict[str, float]:
     gpu = torch.device(device).type == "cuda"
-    sync = torch.cuda.synchronize if gpu else (lambda: None)
+    sync = synchronizer(device)
     resolved = load_run(suite="digits", defense=defense, overrides=[f"trainer.max_steps={steps}",
                                                                     f"design.targets={targets}",
                                                                     "trainer.progress_bar=false",
@@ -82,9 +82,9 @@ def main() -> None:
     ap.add_argument("--defenses", nargs="+", default=["none", "megan", "mixup"])
     ap.add_argument("--device", default="cpu", help="cpu | cuda (a GPU machine: the GPU ratio)")
     args = ap.parse_args()
-    if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda: no CUDA device here; run it on a GPU machine")
     gpu = torch.device(args.device).type == "cuda"
+    if gpu and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device here; run it on a GPU machine")
     peak = sgemm_flops_per_s(8192 if gpu else 1024, device=args.device) / 1e9
     where = torch.cuda.get_device_name() if gpu else f"{torch.get_num_threads()} torch threads"
     print(f"T={args.targets} targets, {args.steps} generator steps each, {where}; "

@@ -10,7 +10,7 @@ STAMP   := $(VENV)/.mia_bench-installed
 SUITE   ?= digits
 DEFENSE ?= megan
 SEED    ?= 0
-SEEDS   ?= 0 1 2
+SEEDS   ?=
 DEFENSES ?= all
 EXECUTOR ?= local
 PARALLEL ?= $(shell nproc 2>/dev/null || echo 1)
@@ -46,10 +46,10 @@ bench: $(STAMP) ## train, attack, score one defense and update the leaderboard: 
 	$(CLI) leaderboard --results-dir $(RESULTS)
 
 audit: $(STAMP) ## run the controls and check every attack against them (exit 1 on a failed check): make audit [SUITE= SEEDS= ARGS=]
-	$(CLI) audit --suite $(SUITE) --seed $(SEEDS) --results-dir $(RESULTS) $(ARGS)
+	$(CLI) audit --suite $(SUITE) --seed $(or $(SEEDS),0 1 2) --results-dir $(RESULTS) $(ARGS)
 
-grid: $(STAMP) ## every defense x operating point x seed, skipping finished cells, then the leaderboard: make grid [SUITE= SEEDS= DEFENSES= EXECUTOR=local|slurm PARALLEL= WANDB=offline|online|off ARGS=]
-	$(CLI) grid --suite $(SUITE) --defenses $(DEFENSES) --seeds $(SEEDS) --executor $(EXECUTOR) --parallel $(PARALLEL) \
+grid: $(STAMP) ## every defense x operating point x seed, skipping finished cells, then the leaderboard: make grid [SUITE= SEEDS= (default: the suite's seeds) DEFENSES= EXECUTOR=local|slurm PARALLEL= WANDB=offline|online|off ARGS=]
+	$(CLI) grid --suite $(SUITE) --defenses $(DEFENSES) $(if $(SEEDS),--seeds $(SEEDS),) --executor $(EXECUTOR) --parallel $(PARALLEL) \
 		--results-dir $(RESULTS) --wandb $(WANDB) $(ARGS)
 
 leaderboard: $(STAMP) ## fold results/ into leaderboard/entries and regenerate leaderboard/LEADERBOARD.md

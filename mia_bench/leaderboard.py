@@ -32,10 +32,17 @@ UTILITY_SHOWN = ("fid_classifier", "fid_inception", "downstream_accuracy", "dwp_
 
 
 def _values(m: dict[str, Any]) -> dict[str, Any]:
+    """One attack's summary in an entry: each metric's value, the FPRs that are underpowered, and (protocol
+    v2) each metric's bootstrap-over-targets interval (`ci`) and whether AUC is below chance beyond it."""
     out: dict[str, Any] = {k: m[k]["value"] for k in m if isinstance(m[k], dict) and "value" in m[k]}
     pooled = m.get("underpowered")  # protocol v2 lists the underpowered FPRs; v1 flags them per metric
     out["underpowered"] = sorted(pooled if isinstance(pooled, list) else
                                  (k for k in m if isinstance(m[k], dict) and m[k].get("detail", {}).get("underpowered")))
+    ci = {k: list(m[k]["ci"]) for k in m if isinstance(m[k], dict) and m[k].get("ci") is not None}
+    if ci:
+        out["ci"] = ci
+    if "below_chance" in m:
+        out["below_chance"] = bool(m["below_chance"])
     return out
 
 

@@ -165,14 +165,25 @@ def test_committed_pages_are_generated_from_committed_entries():
         assert path.is_file() and path.read_text() == text, f"{name} is stale or edited: run `make leaderboard`"
 
 
+def _v2_record(attacks):
+    """A one-seed protocol-v2 record of `none` at `full` holding `attacks` (their worst case computed)."""
+    from mia_bench.protocol import worst_case
+    from mia_bench.results import RunRecord
+
+    utility = {"metrics": {"downstream_accuracy": 0.8, "fid_classifier": 20.0},
+               "higher_is_better": {"downstream_accuracy": True, "fid_classifier": False}}
+    return RunRecord(suite="s", suite_version=2, defense="none", seed=0, config={"leaderboard": {"utility_floor": FLOOR}},
+                     config_digest="d", overrides=[], split_digest="x", split_sizes={}, member_fraction=0.5,
+                     attacks=attacks, utility=utility, worst_case=worst_case(attacks), created_at="t",
+                     operating_point={"name": "full", "index": 0, "knob": "k", "settings": {}, "default": True})
+
+
 def test_a_record_of_pooled_metrics_ranks_with_its_bootstrap_interval():
     """From protocol v2's own pooled metrics and worst case (one seed) through the entry to the table: the
     row's interval is the record's bootstrap-over-targets interval."""
     import numpy as np
 
     from mia_bench.metrics.pooled import pooled_report
-    from mia_bench.protocol import worst_case
-    from mia_bench.results import RunRecord
 
     rng = np.random.default_rng(0)
     inside = np.zeros((8, 200), bool)
@@ -183,18 +194,46 @@ def test_a_record_of_pooled_metrics_ranks_with_its_bootstrap_interval():
     metrics = pooled_report(scores, inside, n_boot=50)
     attacks = {"a": {"access": "samples", "variant": "v", "metrics": metrics,
                      "canaries": pooled_report(scores, inside, n_boot=50, columns=canary)}}
-    utility = {"metrics": {"downstream_accuracy": 0.8, "fid_classifier": 20.0},
-               "higher_is_better": {"downstream_accuracy": True, "fid_classifier": False}}
-    record = RunRecord(suite="s", suite_version=2, defense="none", seed=0, config={"leaderboard": {"utility_floor": FLOOR}},
-                       config_digest="d", overrides=[], split_digest="x", split_sizes={}, member_fraction=0.5,
-                       attacks=attacks, utility=utility, worst_case=worst_case(attacks), created_at="t",
-                       operating_point={"name": "full", "index": 0, "knob": "k", "settings": {}, "default": True})
+    record = _v2_record(attacks)
     entry = lb.build_entry([record])
     table = _tables([entry])["samples"]
     (row,) = table.rows
     iv = row.point.privacy("samples", "tpr@1%fpr")
     assert row.rank == 1 and [iv.lo, iv.hi] == metrics["tpr@1%fpr"]["ci"] and iv.mean == metrics["tpr@1%fpr"]["value"]
     assert row.point.privacy("samples", "tpr@1%fpr", canaries=True).n == 1
+
+
+def test_the_detail_page_shows_each_attacks_bootstrap_interval_and_flags():
+    """A one-seed v2 entry keeps every attack's bootstrap-over-targets intervals, so the per-attack page
+    shows them (population and canaries); an underpowered FPR is marked † and an AUC below chance beyond
+    its interval ! (a broken attack), only where the record says so."""
+    import numpy as np
+
+    from mia_bench.metrics.pooled import pooled_report
+    from mia_bench.report.pages import render_detail
+
+    rng = np.random.default_rng(1)
+    inside = np.zeros((8, 200), bool)
+    inside[:4, :100] = inside[4:, 100:] = True  # 800 non-member scores: TPR@0.1% and @1% underpowered
+    canary = np.zeros(200, bool)
+    canary[::10] = True
+    attacks = {}
+    for name, sign in (("good", 1.0), ("broken", -1.0)):
+        scores = rng.normal(size=inside.shape) + sign * inside
+        attacks[name] = {"access": "samples", "variant": "v", "metrics": pooled_report(scores, inside, n_boot=50),
+                         "canaries": pooled_report(scores, inside, n_boot=50, columns=canary)}
+    record = _v2_record(attacks)
+    rows = {ln.split("`")[1]: ln.split(" | ")[2:] for ln in render_detail([lb.build_entry([record])]).splitlines()
+            if ln.startswith("| `")}
+    for name in ("good", "broken"):
+        m, c = attacks[name]["metrics"], attacks[name]["canaries"]
+        auc, can_auc = rows[name][0], rows[name][3]
+        for cell, part in ((auc, m), (can_auc, c)):
+            lo, hi = part["auc"]["ci"]
+            assert cell.startswith(f"{part['auc']['value']:.3f} [{max(lo, 0):.3f}, {min(hi, 1):.3f}]")
+        assert all(cell.endswith("†") for cell in rows[name][1:3])  # 800 non-members < 10 / 1%
+        assert auc.endswith(" !") == (name == "broken")
+    assert attacks["broken"]["metrics"]["below_chance"] and not attacks["good"]["metrics"]["below_chance"]
 
 
 
@@ -218,13 +257,17 @@ def test_a_partial_grid_says_which_cells_are_missing_above_its_tables():
     assert "Partial grid" not in render_suite_v2([v2_entry("none", "full", 0)])  # suite "s" has no YAML: no claim
 
 
-def test_entries_with_fewer_seeds_than_the_suite_names_say_so_above_the_tables():
-    """digits names seeds 0, 1, 2: a page whose entries hold fewer says how many hold which, so a one-seed
-    interval (the bootstrap over one design's targets) is not read as the suite's between-seed interval."""
-    from mia_bench.grid import suite_seeds
+def test_entries_with_fewer_seeds_than_the_suite_names_say_so_above_the_tables(monkeypatch):
+    """A suite naming seeds 0, 1, 2 (replicate designs): a page whose entries hold fewer says how many hold
+    which, so a one-seed interval (the bootstrap over one design's targets) is not read as the suite's
+    between-seed interval."""
+    from mia_bench import grid
     from mia_bench.report.pages import render_suite_v2
 
-    assert suite_seeds("digits") == [0, 1, 2]
+    assert grid.suite_seeds("digits") == [0]  # the published digits grid: one design of 16 targets
+    real = grid.suite_seeds
+    monkeypatch.setattr(grid, "suite_seeds", lambda suite, config_dir=None: [0, 1, 2] if suite == "digits"
+                        else real(suite, config_dir))
     three = (0.05, 0.06, 0.04)
     page = render_suite_v2([v2_entry("none", "full", 0, suite="digits", tpr=three),
                             v2_entry("none", "half", 1, suite="digits", tpr=(0.05,)),

@@ -45,6 +45,20 @@ class Interval:
 NAN = Interval(math.nan, math.nan, math.nan, 0)
 
 
+def interval_of(vals: list[float], cis: list[Any]) -> Interval:
+    """Values of one metric, one per seed, and each seed's bootstrap interval (or None): with one seed its
+    bootstrap-over-targets interval (none recorded: the point itself), else the mean and its t-interval over
+    seeds; clipped to [0, 1]."""
+    if not vals:
+        return NAN
+    if len(vals) == 1:
+        lo, hi = cis[0] if cis[0] else (vals[0], vals[0])
+        return Interval(vals[0], max(0.0, float(lo)), min(1.0, float(hi)), 1)
+    s = Stat.of(vals)
+    hw = s.half_width or 0.0
+    return Interval(s.mean, max(0.0, s.mean - hw), min(1.0, s.mean + hw), s.n)
+
+
 @dataclass(frozen=True)
 class Point:
     """One (defense, operating point) entry of a suite."""
@@ -68,6 +82,7 @@ class Point:
         return "control" in self.labels
 
     def privacy(self, level: str, metric: str, *, canaries: bool = False) -> Interval:
+        """The worst case over the attacks of access `level` (population, or the canaries on their own)."""
         vals, cis = [], []
         for s in self.entry["seeds"].values():
             w = (s.get("worst_case") or {}).get(level)
@@ -77,14 +92,18 @@ class Point:
             if v is not None:
                 vals.append(float(v))
                 cis.append((w.get("canaries_ci" if canaries else "ci") or {}).get(metric))
-        if not vals:
-            return NAN
-        if len(vals) == 1:
-            lo, hi = cis[0] if cis[0] else (vals[0], vals[0])
-            return Interval(vals[0], max(0.0, float(lo)), min(1.0, float(hi)), 1)
-        s = Stat.of(vals)
-        hw = s.half_width or 0.0
-        return Interval(s.mean, max(0.0, s.mean - hw), min(1.0, s.mean + hw), s.n)
+        return interval_of(vals, cis)
+
+    def attack(self, attack: str, metric: str, *, canaries: bool = False) -> Interval:
+        """One attack's pooled `metric` (population, or the canaries on their own)."""
+        vals, cis = [], []
+        for s in self.entry["seeds"].values():
+            a = s["attacks"].get(attack)
+            part = (a or {}).get("canaries") if canaries else a
+            if part and part.get(metric) is not None:
+                vals.append(float(part[metric]))
+                cis.append((part.get("ci") or {}).get(metric))
+        return interval_of(vals, cis)
 
     def key(self, level: str) -> tuple[float, ...]:
         return (*(self.privacy(level, m).mean for m in RANK_METRICS), self.index)

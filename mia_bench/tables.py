@@ -150,6 +150,19 @@ def entries_table(entries: list[dict[str, Any]], title: str) -> Table:
     return t
 
 
+def _verdict_caption(table: Any) -> str:
+    """The level's rows against the negative control, for the caption (see report.ranking.verdict)."""
+    from mia_bench.report.ranking import NULL_CONTROL, verdict
+
+    v = verdict(table)
+    if v is None:
+        return ""
+    parts = [f"{label}: {', '.join(p.defense for p in pts)}" for label, pts in
+             (("above it on the population", v.population), ("on the canaries only", v.canaries),
+              ("not separated from it", v.unseparated)) if pts]
+    return f"; vs the {NULL_CONTROL} control (TPR@1% {v.control.fmt()}): " + "; ".join(parts)
+
+
 def level_tables(entries: list[dict[str, Any]]) -> list[Table]:
     """A protocol-v2 suite's ranking in the terminal: per threat model, each defense at its most private
     operating point above the utility floor (the same rows as LEADERBOARD.md), then the controls; defenses
@@ -167,7 +180,7 @@ def level_tables(entries: list[dict[str, Any]]) -> list[Table]:
         below = ", ".join(p.defense for p in table.below)
         caption = ("at matched utility (floor: " + ", ".join(f"{SHORT_UTILITY.get(m, m)}" for m in floor.factors)
                    + " vs none); pop: whole population; can: canaries; = shares the rank above; c: control"
-                   + (f"; below the floor (not ranked): {below}" if below else ""))
+                   + (f"; below the floor (not ranked): {below}" if below else "") + _verdict_caption(table))
         t = _table(f"{suite} v2 · threat model {level}: worst case over attacks", caption if floor.factors else "")
         for col in ("#", "defense@op", "TPR@1% pop", "can", "AUC", *(SHORT_UTILITY.get(m, m) for m in util)):
             t.add_column(col, justify="left" if col.startswith("defense") else "right", no_wrap=True)

@@ -7,6 +7,7 @@ import copy
 import random
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from v2_entries import FLOOR, LEVELS, suite_entries, sweep, v2_entry
@@ -237,6 +238,55 @@ def test_the_detail_page_shows_each_attacks_bootstrap_interval_and_flags():
 
 
 
+def _with_canaries(entry, ci):
+    """`entry` whose canaries' white-box worst case has the bootstrap half-width `ci`."""
+    for seed in entry["seeds"].values():
+        w = seed["worst_case"]["white_box"]
+        v = w["canaries"]["tpr@1%fpr"]
+        w["canaries_ci"] = {"tpr@1%fpr": [max(0.0, v - ci), min(1.0, v + ci)]}
+    return entry
+
+
+def test_each_level_says_which_defenses_leak_beyond_the_independent_control():
+    """A ranked row leaks measurably only when its TPR@1% interval lies wholly above the `independent`
+    control's (population first, else the canaries); any other row is not separated from a model that never
+    saw the records, and when `none` is among those the page says no defense can show a gain at that level."""
+    from mia_bench.report.pages import control_verdict
+    from mia_bench.report.ranking import verdict
+    from mia_bench.tables import level_tables
+
+    def point(defense, tpr, ci, can_ci, **kw):
+        return _with_canaries(v2_entry(defense, tpr=(tpr,), ci=ci, **kw), can_ci)
+
+    # white box: control 0.010 [0.006, 0.014], canaries 0.020 [0.015, 0.025]
+    entries = [point("independent", 0.010, 0.004, 0.005, labels=("control",)),
+               point("memorizer", 1.0, 0.0, 0.0, labels=("control",)),
+               point("none", 0.050, 0.010, 0.01),  # [0.040, 0.060] > 0.014: population
+               point("megan", 0.012, 0.010, 0.002),  # overlaps; canaries 0.024 [0.022, 0.026] > 0.025? no
+               point("mixup", 0.016, 0.001, 0.002),  # [0.015, 0.017] > 0.014: population (a narrow interval)
+               point("mpgan", 0.014, 0.002, 0.0005)]  # overlaps; canaries 0.028 [0.0275, 0.0285] > 0.025
+    points = suite_points(entries)
+    table = rank_level(points, Floor.of(points), "white_box")
+    v = verdict(table)
+    assert [p.defense for p in v.population] == ["mixup", "none"]
+    assert [p.defense for p in v.canaries] == ["mpgan"] and [p.defense for p in v.unseparated] == ["megan"]
+    assert (v.control.lo, v.control.hi) == pytest.approx((0.006, 0.014))
+    text = control_verdict(table)[1]
+    assert "above it on the whole population: `mixup`, `none`; on the canaries only: `mpgan`" in text
+    assert "`megan`" in text.split("not separated from it")[1] and "ties with chance" not in text
+    caption = str(level_tables(entries)[2].caption).replace("\n", " ")
+    assert "above it on the population: mixup, none" in " ".join(caption.split())
+
+    # `none` inside the control's interval: every rank is a tie with chance
+    entries[2] = point("none", 0.012, 0.004, 0.0)
+    table = rank_level(suite_points(entries), Floor.of(suite_points(entries)), "white_box")
+    assert "none" in [p.defense for p in verdict(table).unseparated]
+    assert "ties with chance" in control_verdict(table)[1]
+    # no negative control: no verdict
+    table = rank_level(suite_points(entries[1:]), Floor.of(suite_points(entries[1:])), "white_box")
+    assert verdict(table) is None and control_verdict(table) == []
+
+
 def test_a_partial_grid_says_which_cells_are_missing_above_its_tables():
     """The digits suite's grid is its `defenses:` x every operating point of their YAMLs; a page built from
     some of those cells says how many it holds and names the rest, so a partial ranking is never mistaken
@@ -297,7 +347,38 @@ def test_the_frontier_names_only_the_pareto_points_and_nones_curve():
         front = {defended[i].name for i in pareto_front([d.u for d in defended], [d.p for d in defended])}
         fig, ax = plt.subplots()
         frontier.draw(ax, ds, floor, "downstream_accuracy", frontier._styles(sorted({d.defense for d in ds})))
-        named = {n for t in ax.texts for n in t.get_text().split("/")}
+        named = {n for t in ax.texts if "(control)" not in t.get_text() for n in t.get_text().split("/")}
         plt.close(fig)
         assert named == front | {"full", "half", "quarter"}
         assert {d.name for d in defended} - named  # some points are left unnamed
+
+
+def test_the_frontier_shows_the_control_band_and_keeps_the_memorizer_off_the_defenses_scale():
+    """The `independent` control's interval is a grey band across the figure; the memorizer (TPR 1) does not
+    set the y range (that would squash the defenses into the bottom decade): it is named at the top edge
+    with its value; and every defense that is not a control has a colour of its own, even past tab10's."""
+    from matplotlib.patches import Polygon, Rectangle
+
+    from mia_bench.report import frontier
+    from mia_bench.report.plots import _pyplot
+
+    points = suite_points(suite_entries())
+    ds = frontier.dots(points, "white_box", "downstream_accuracy")
+    control = next(d for d in ds if d.defense == "independent")
+    plt = _pyplot()
+    fig, ax = plt.subplots()
+    y_min, y_top = frontier.draw(ax, ds, Floor.of(points), "downstream_accuracy",
+                                 frontier._styles(["dpgan", "megan", "mixup", "none"]))
+    bands = [p for p in ax.patches if isinstance(p, (Polygon, Rectangle)) and "control" in str(p.get_label())]
+    plt.close(fig)
+    assert len(bands) == 1
+    b = bands[0]
+    ys = b.get_xy()[:, 1] if isinstance(b, Polygon) else [b.get_y(), b.get_y() + b.get_height()]
+    # the control's two seeds give a t-interval reaching below 0: drawn from the bottom of the log axis
+    assert min(ys) == pytest.approx(max(control.p_lo, y_min)) and max(ys) == pytest.approx(control.p_hi)
+    defended_top = max(d.p_hi for d in ds if not d.control)
+    assert defended_top < y_top < 1.0  # the memorizer (TPR 1) is above the scale ...
+    assert any("memorizer (control): 1.000" in t.get_text() for t in ax.texts)  # ... and named there
+    names = [f"d{i}" for i in range(14)]
+    colours = [frontier._styles(names)[n]["color"] for n in names]
+    assert len(set(colours)) == len(names) and (0.5, 0.5, 0.5, 1.0) not in colours

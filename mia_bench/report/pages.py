@@ -8,7 +8,16 @@ import math
 from typing import Any
 
 from mia_bench import leaderboard as lb
-from mia_bench.report.ranking import LEVELS, Floor, LevelTable, Point, rank_level, suite_points
+from mia_bench.report.ranking import (
+    LEVELS,
+    NULL_CONTROL,
+    Floor,
+    LevelTable,
+    Point,
+    rank_level,
+    suite_points,
+    verdict,
+)
 
 LEVEL_TEXT = {"samples": "the released synthetic samples", "generator": "the generator (queried at will)",
               "white_box": "the generator and its discriminator(s)"}
@@ -66,6 +75,37 @@ def level_table(table: LevelTable, util: list[str]) -> list[str]:
 def _hib(table: LevelTable, metric: str) -> bool:
     points = [r.point for r in table.rows] + table.below
     return next((h for p in points if (h := p.higher_is_better(metric)) is not None), True)
+
+
+def _names(points: list[Point]) -> str:
+    return ", ".join(f"`{p.defense}`" for p in points)
+
+
+def control_verdict(table: LevelTable) -> list[str]:
+    """Below a level's table: which ranked rows leak measurably more than the negative control (a model that
+    never saw the population), on the population or on the canaries only, and which the attacks cannot
+    separate from it (their order is not evidence of privacy). [] without a control entry."""
+    v = verdict(table)
+    if v is None:
+        return []
+    parts = []
+    if v.population:
+        parts.append(f"above it on the whole population: {_names(v.population)}")
+    if v.canaries:
+        parts.append(f"on the canaries only: {_names(v.canaries)}")
+    if v.unseparated:
+        parts.append(f"not separated from it (TPR@1% interval not above the control's, population and canaries): "
+                     f"{_names(v.unseparated)}")
+    text = (f"**Against the `{NULL_CONTROL}` control** (worst-case TPR@1% {v.control.fmt()}; a model of the recipe "
+            "that never saw the population, so its value is what the attacks reach by chance): " + "; ".join(parts)
+            + ".")
+    if any(p.defense == "none" for p in v.unseparated):
+        text += (" The unprotected `none` is itself not separated from the control: at this access this suite's "
+                 "attacks detect no membership at 1% FPR, so no defense can show a gain here and the ranks above "
+                 "are ties with chance.")
+    elif v.unseparated:
+        text += " The order among the rows not separated from the control is not evidence of privacy."
+    return ["", text]
 
 
 def below_floor(table: LevelTable, util: list[str]) -> list[str]:
@@ -155,7 +195,7 @@ def render_suite_v2(entries: list[dict[str, Any]]) -> str:
     for level in LEVELS:
         table = rank_level(points, floor, level)
         lines += [f"### Threat model `{level}`: the attacker has {LEVEL_TEXT[level]}", ""]
-        lines += level_table(table, util) + below_floor(table, util)
+        lines += level_table(table, util) + control_verdict(table) + below_floor(table, util)
         lines += ["", f"![privacy-utility frontier, {level}]({frontier_name(suite, version, level)})", ""]
     lines += ["Values: mean over seeds; [interval]: 95% t-interval over seeds, or with one seed the bootstrap over "
               "targets; `=`: the row's TPR@1% interval overlaps the row above's, so they share a rank. Controls "

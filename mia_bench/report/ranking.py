@@ -206,6 +206,42 @@ def rank_level(points: list[Point], floor: Floor, level: str) -> LevelTable:
     return LevelTable(level, rows + [Row(p, None) for p in controls], below)
 
 
+NULL_CONTROL = "independent"  # the negative control: a model of the recipe that never saw the population
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The ranked defenses of one threat model against the negative control's worst case: a row whose
+    TPR@1% interval lies wholly above the control's leaks measurably (on the whole population, or on the
+    canaries only); every other row is not separated from a model that never saw its records, so its
+    place in the ranking is not evidence of privacy."""
+
+    control: Interval
+    population: list[Point]  # interval above the control's on the whole population
+    canaries: list[Point]  # above on the canaries only
+    unseparated: list[Point]
+
+
+def verdict(table: LevelTable) -> Verdict | None:
+    """None when the suite has no negative-control entry at this access level."""
+    control = next((r.point for r in table.rows if r.rank is None and r.point.defense == NULL_CONTROL), None)
+    if control is None or math.isnan((pop := control.privacy(table.level, RANK_METRICS[0])).mean):
+        return None
+    can = control.privacy(table.level, RANK_METRICS[0], canaries=True)
+    out: dict[str, list[Point]] = {"population": [], "canaries": [], "unseparated": []}
+    for row in table.rows:
+        if row.rank is None:
+            continue
+        p = row.point
+        if p.privacy(table.level, RANK_METRICS[0]).lo > pop.hi:
+            out["population"].append(p)
+        elif not math.isnan(can.mean) and p.privacy(table.level, RANK_METRICS[0], canaries=True).lo > can.hi:
+            out["canaries"].append(p)
+        else:
+            out["unseparated"].append(p)
+    return Verdict(control=pop, **out)
+
+
 def assign_ranks(intervals: list[Interval]) -> list[int]:
     """Competition ranks of rows in ranked order: a row whose interval overlaps the row above's shares its
     rank; otherwise its rank is its position (1-based)."""

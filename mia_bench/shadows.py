@@ -39,6 +39,7 @@ log = logging.getLogger("mia_bench.shadows")
 FORMAT = "mia_bench.shadows/1"
 # the fields that define the game, the architecture and the optimizer; a natural model copies them from
 # the target's recipe (a critic's game from a WGAN-GP defense that has no `loss` field, see natural_recipe)
+CRITIC_STEPS = ("n_g", "critic_iters")  # a critic's batches per generator step, as the defenses name it
 NATURAL_FIELDS = ("loss", "conditional", "net", "z_dim", "g_hidden", "d_hidden", "g_channels", "d_channels", "d_norm",
                   "lr_g", "lr_d", "beta1", "beta2", "n_critic", "gp_weight", "real_label")
 
@@ -79,15 +80,16 @@ def natural_recipe(recipe: Recipe) -> Recipe:
     """The `none` recipe with the target's game (loss or critic), architecture and optimizer fields and its
     trainer: the target's model "trained naturally", without the defense's own mechanism. A defense whose
     discriminator is a WGAN-GP critic without a `loss` field (mixup, GS-WGAN) gets `none`'s WGAN-GP game,
-    with its critic batches per generator step (`n_g`) where it names them; a single learning rate `lr`
-    sets both players'. Defenses with several discriminators (privGAN, PAR-GAN) keep one: the natural
-    model is the single-pair GAN."""
+    with its critic batches per generator step where it names them (mixup's `n_g`, GS-WGAN's
+    `critic_iters`; else `none`'s default 5); a single learning rate `lr` sets both players'. Defenses
+    with several discriminators (privGAN, PAR-GAN) keep one: the natural model is the single-pair GAN."""
     p = recipe.params
     shared = {f.name: getattr(p, f.name) for f in fields(GANConfig) if f.name in NATURAL_FIELDS and hasattr(p, f.name)}
     if "loss" not in shared and hasattr(p, "gp_weight"):  # a critic: the WGAN-GP game
         shared["loss"] = "wgan-gp"
-        if hasattr(p, "n_g"):
-            shared["n_critic"] = int(p.n_g)
+        critic = next((getattr(p, f) for f in CRITIC_STEPS if hasattr(p, f)), None)
+        if critic is not None:
+            shared["n_critic"] = int(critic)
     if hasattr(p, "lr") and "lr_g" not in shared:
         shared.update(lr_g=float(p.lr), lr_d=float(p.lr))
     return replace(recipe, defense="none", params=replace(GANConfig(), **shared))

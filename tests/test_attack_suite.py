@@ -181,6 +181,12 @@ def test_natural_recipe_keeps_the_game_and_optimizer_but_not_the_mechanism(pool_
     mixup = shadows.natural_recipe(Recipe(defense="mixup", params=DEFENSES.get("mixup").Config(n_g=3),
                                           trainer=recipe.trainer, info=recipe.info))
     assert (mixup.defense, mixup.params.loss, mixup.params.n_critic, mixup.params.lr_g) == ("none", "wgan-gp", 3, 1e-4)
+    # GS-WGAN names its critic steps critic_iters: its natural model plays 3 critic batches per G step, not
+    # none's default 5 (which made its natural bank and LOGAN's local GANs 2.5x the target's game at 2)
+    gswgan = shadows.natural_recipe(Recipe(defense="gswgan", params=DEFENSES.get("gswgan").Config(critic_iters=3, lr=3e-4),
+                                           trainer=recipe.trainer, info=recipe.info))
+    assert (gswgan.params.loss, gswgan.params.n_critic, gswgan.params.lr_d) == ("wgan-gp", 3, 3e-4)
+    assert DEFENSES.get("none").Config(loss="wgan-gp").n_critic != 3
     wgan = Recipe(defense="none", params=DEFENSES.get("none").Config(loss="wgan-gp"), trainer=recipe.trainer,
                   info=recipe.info)
     assert shadows.natural_recipe(wgan).params.loss == "wgan-gp"  # the game and architecture are kept

@@ -39,9 +39,9 @@ log = logging.getLogger("mia_bench.shadows")
 FORMAT = "mia_bench.shadows/1"
 # the fields that define the game, the architecture and the optimizer; a natural model copies them from
 # the target's recipe (a critic's game from a WGAN-GP defense that has no `loss` field, see natural_recipe)
-CRITIC_STEPS = ("n_g", "critic_iters")  # a critic's batches per generator step, as the defenses name it
 NATURAL_FIELDS = ("loss", "conditional", "net", "z_dim", "g_hidden", "d_hidden", "g_channels", "d_channels", "d_norm",
                   "lr_g", "lr_d", "beta1", "beta2", "n_critic", "gp_weight", "real_label")
+CRITIC_STEPS = ("n_g", "critic_iters")  # a critic's batches per generator step, as the defenses name it
 
 
 @dataclass

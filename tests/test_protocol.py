@@ -187,6 +187,34 @@ def test_exposure_figure_shows_table_rows_as_rows(tmp_path):
     assert path.stat().st_size > 1000
 
 
+
+def test_exposure_figure_captions_never_overprint_the_images_above():
+    """16 image records as 4 rows of (record, nearest sample) pairs: once drawn, no pair's two-line caption
+    overlaps an image of the row above (tight_layout with the suptitle let them overprint), and the title
+    sits above the first row."""
+    from matplotlib.text import Text
+
+    from mia_bench.report.plots import ExposedRecord, _pyplot, exposure_grid
+
+    rng = np.random.default_rng(0)
+    rows = [ExposedRecord(record=rng.random((1, 8, 8)), nearest=rng.random((1, 8, 8)), gap=16.0 - i,
+                          record_id=1000 + i, canary=i % 3 == 0) for i in range(16)]
+    fig = exposure_grid(rows, title="the 16 most exposed records ...\ngap: mean score when IN minus when OUT")
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    axes = np.asarray(fig.axes).reshape(4, 8)
+    def caption(ax):  # the pair's caption (a left-aligned axes title), as drawn
+        (text,) = [t for t in ax.get_children() if isinstance(t, Text) and t.get_text()]
+        return text.get_window_extent(renderer)
+
+    for r in range(1, 4):
+        for ax in axes[r]:
+            assert not any(caption(ax).overlaps(im.get_window_extent(renderer))
+                           for above in axes[r - 1] for im in above.images)
+    top = fig._suptitle.get_window_extent(renderer)
+    assert all(top.y0 >= caption(ax).y1 for ax in axes[0])
+    _pyplot().close(fig)
+
 @pytest.mark.slow
 def test_the_shipped_digits_suite_passes_the_control_audit(tmp_path):
     """`mia-bench audit --suite digits` at the shipped budget (about 15 minutes on 2 cores): every attack

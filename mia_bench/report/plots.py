@@ -86,14 +86,20 @@ def _image(a: np.ndarray) -> tuple[np.ndarray, str | None]:
 def exposure_png(path: Path, rows: list[ExposedRecord], *, title: str) -> Path:
     """The most exposed records beside their nearest released sample: image pairs (records of images), or
     a table of values (tabular records), 4 pairs per row, each captioned with its gap and id."""
-    plt = _pyplot()
-    images = rows and rows[0].record.ndim >= 2
-    if not images:
+    if not (rows and rows[0].record.ndim >= 2):
         return _exposure_table(path, rows, title=title)
+    return _save(exposure_grid(rows, title=title), path)
+
+
+def exposure_grid(rows: list[ExposedRecord], *, title: str) -> Any:
+    """The figure of exposure_png for records of images (one row of 4 pairs per 4 records)."""
+    plt = _pyplot()
     cols = 4
     n_rows = max(1, -(-len(rows) // cols))
-    fig, axes = plt.subplots(n_rows, 2 * cols, figsize=(2 * cols * 1.05, n_rows * 1.35 + 0.6), dpi=130,
-                             squeeze=False)
+    # constrained layout keeps each pair's two-line caption clear of the images above it (tight_layout
+    # with a suptitle let them overprint); a row is an image (1.05 in) plus its caption
+    fig, axes = plt.subplots(n_rows, 2 * cols, figsize=(2 * cols * 1.05, n_rows * 1.45 + 0.5), dpi=130,
+                             squeeze=False, layout="constrained")
     for ax in axes.flat:
         ax.set_axis_off()
     for i, r in enumerate(rows):
@@ -104,8 +110,8 @@ def exposure_png(path: Path, rows: list[ExposedRecord], *, title: str) -> Path:
         a.set_title(f"#{r.record_id}{' canary' if r.canary else ''}\ngap {r.gap:.1f}", fontsize=6.5, loc="left")
         b.set_title("nearest\nsample", fontsize=6.5, loc="left", color="0.35")
     fig.suptitle(title, fontsize=8, x=0.01, ha="left")
-    fig.tight_layout(rect=(0, 0, 1, 0.95), w_pad=0.2, h_pad=0.4)
-    return _save(fig, path)
+    fig.get_layout_engine().set(w_pad=0.02, h_pad=0.04, hspace=0.02, wspace=0.02)
+    return fig
 
 
 def _exposure_table(path: Path, rows: list[ExposedRecord], *, title: str) -> Path:

@@ -80,10 +80,11 @@ def draw(ax: Any, ds: list[Dot], floor: Floor, metric: str,
     y_min = min([*positive, 1e-2]) / 2
     scaled = [d.p_hi for d in ds if not d.control or d.defense == NULL_CONTROL]
     y_top = min(1.5, max([*scaled, 0.025]) * 2)
-    clip = lambda v: min(max(v, y_min), y_top / 1.3)  # noqa: E731
+    y_cap = y_top / 1.3  # the highest point drawn, a margin below the top edge
+    clip = lambda v: min(max(v, y_min), y_cap)  # noqa: E731
     for d in ds:
-        if d.control and d.p > y_top / 1.3:
-            ax.annotate(f"{d.defense} (control): {d.p:.3f}, off the scale ↑", (d.u, y_top / 1.3),
+        if d.control and d.p > y_cap:
+            ax.annotate(f"{d.defense} (control): {d.p:.3f}, off the scale ↑", (d.u, y_cap),
                         xytext=(-4, -10), textcoords="offset points", fontsize=6.5, color="0.35", ha="right")
     defended = [d for d in ds if not d.control]
     front = pareto_front([d.u for d in defended], [d.p for d in defended],

@@ -212,8 +212,7 @@ def render_suite_v2(entries: list[dict[str, Any]]) -> str:
 def _attack_stat(p: Point, attack: str, metric: str, *, canaries: bool = False) -> str:
     """One attack's pooled metric with its interval; † an underpowered FPR (fewer than 10/x non-member
     scores behind it), ! an AUC whose interval lies below chance (a broken attack, not privacy)."""
-    parts = [(a.get("canaries") or {}) if canaries else a for s in p.entry["seeds"].values()
-             if (a := s["attacks"].get(attack))]
+    parts = p.attack_parts(attack, canaries=canaries)
     text = p.attack(attack, metric, canaries=canaries).fmt()
     if any(metric in part.get("underpowered", []) for part in parts):
         text += " †"

@@ -59,6 +59,12 @@ def interval_of(vals: list[float], cis: list[Any]) -> Interval:
     return Interval(s.mean, max(0.0, s.mean - hw), min(1.0, s.mean + hw), s.n)
 
 
+def _interval(parts: list[dict[str, Any]], metric: str) -> Interval:
+    """interval_of the seeds' summaries that hold `metric` (each with its bootstrap interval under `ci`)."""
+    have = [p for p in parts if p.get(metric) is not None]
+    return interval_of([float(p[metric]) for p in have], [(p.get("ci") or {}).get(metric) for p in have])
+
+
 @dataclass(frozen=True)
 class Point:
     """One (defense, operating point) entry of a suite."""
@@ -83,27 +89,20 @@ class Point:
 
     def privacy(self, level: str, metric: str, *, canaries: bool = False) -> Interval:
         """The worst case over the attacks of access `level` (population, or the canaries on their own)."""
-        vals, cis = [], []
+        parts = []
         for s in self.entry["seeds"].values():
-            w = (s.get("worst_case") or {}).get(level)
-            if w is None:
-                continue
-            v = ((w.get("canaries") or {}) if canaries else w).get(metric)
-            if v is not None:
-                vals.append(float(v))
-                cis.append((w.get("canaries_ci" if canaries else "ci") or {}).get(metric))
-        return interval_of(vals, cis)
+            if (w := (s.get("worst_case") or {}).get(level)) is not None:
+                parts.append({**(w.get("canaries") or {}), "ci": w.get("canaries_ci")} if canaries else w)
+        return _interval(parts, metric)
+
+    def attack_parts(self, attack: str, *, canaries: bool = False) -> list[dict[str, Any]]:
+        """Each seed's summary of one attack in the entry (population, or the canaries on their own)."""
+        found = [s["attacks"].get(attack) for s in self.entry["seeds"].values()]
+        return [part for a in found if a and (part := a.get("canaries") if canaries else a)]
 
     def attack(self, attack: str, metric: str, *, canaries: bool = False) -> Interval:
         """One attack's pooled `metric` (population, or the canaries on their own)."""
-        vals, cis = [], []
-        for s in self.entry["seeds"].values():
-            a = s["attacks"].get(attack)
-            part = (a or {}).get("canaries") if canaries else a
-            if part and part.get(metric) is not None:
-                vals.append(float(part[metric]))
-                cis.append((part.get("ci") or {}).get(metric))
-        return interval_of(vals, cis)
+        return _interval(self.attack_parts(attack, canaries=canaries), metric)
 
     def key(self, level: str) -> tuple[float, ...]:
         return (*(self.privacy(level, m).mean for m in RANK_METRICS), self.index)

@@ -42,6 +42,28 @@ def digits():
 
 
 @pytest.fixture()
+def cli(capsys):
+    """`mia-bench ARGS` run in this process: returncode, stdout and stderr as a subprocess gives them (exit
+    codes from cli.main and from argparse's SystemExit), without a new interpreter's torch + Lightning import
+    (about 7 s a call). For checks of what a command says and writes; a test of the process itself (its
+    exit status as a shell sees it, what it imports) still runs a subprocess."""
+    from types import SimpleNamespace
+
+    from mia_bench.cli import main
+
+    def run(*argv: str) -> SimpleNamespace:
+        capsys.readouterr()
+        try:
+            rc = main(list(argv))
+        except SystemExit as e:
+            rc = e.code if isinstance(e.code, int) else 1
+        out, err = capsys.readouterr()
+        return SimpleNamespace(returncode=rc, stdout=out, stderr=err)
+
+    return run
+
+
+@pytest.fixture()
 def results_dir(tmp_path: Path) -> Path:
     return tmp_path / "results"
 

@@ -168,8 +168,12 @@ def test_recipe_that_ignores_its_data_looks_like_chance(setup, tmp_path):
     ("user_recipes:crashes", "4", "raised RuntimeError: out of memory"),
     ("user_recipes:copier", "2", "at least 4 shadow models"),
 ])
-def test_bad_recipe_is_refused_with_the_fix_and_nothing_written(setup, tmp_path, spec, shadows, expect):
+def test_bad_recipe_is_refused_with_the_fix_and_nothing_written(setup, tmp_path, spec, shadows, expect, cli,
+                                                                  monkeypatch):
     out = tmp_path / "out"
-    r = _cli(setup, "--synthetic", str(setup / "copier.npz"), "--recipe", spec, "--shadows", shadows, "--out", str(out))
+    monkeypatch.syspath_prepend(str(setup))  # the user's module, importable as under the subprocess's PYTHONPATH
+    r = cli("audit-release", "--no-progress", "--train", str(setup / "train.npz"), "--holdout",
+            str(setup / "holdout.npz"), "--synthetic", str(setup / "copier.npz"), "--recipe", spec,
+            "--shadows", shadows, "--out", str(out))
     assert r.returncode == 2 and expect in " ".join(r.stderr.split()), r.stderr
     assert not out.exists() and not list(tmp_path.glob(".out.partial-*"))

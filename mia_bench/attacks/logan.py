@@ -22,6 +22,9 @@ discriminator-overfitting regime LOGAN relies on (the official README: the black
 digits memorizer 4,000 steps at lr 2e-3 give AUC 0.92-0.98 over seeds (the independent control 0.45-0.50).
 It plateaus there rather than at 1: the local generator learns the released members too, and D_local
 measures the released density against the generator's, which flattens where the generator covers a member.
+Halving the steps and doubling the rate does not keep the product's effect: on the protocol-v2 digits
+memorizer (16 targets, seed 0) 2,000 steps at lr 4e-3 reach AUC 0.70 (canaries 0.85) against 0.87 (0.89)
+at the shipped 4,000 x 2e-3 [measured 2026-12-07].
 
 Why it is exempt from the memorizer's low-FPR check [measured, 2026-12-05]: D_local estimates
 log p_released / p_local, and the local GAN is trained to make p_local = p_released, so the score flattens

@@ -259,7 +259,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def precheck(args: argparse.Namespace) -> None:
     """Check the command's names, config keys, types and ranges against the components' manifest before
-    torch or Lightning is imported: a typo stops within a second, before anything is written."""
+    torch or Lightning is imported: a typo stops within a second, before anything is written. audit-release:
+    its paths, gates, model specs, shadow count and --out (external/arguments.py)."""
+    if args.command == "audit-release":
+        from mia_bench.external.arguments import check
+
+        check(train=args.train, holdout=args.holdout, synthetic=args.synthetic, generator=args.generator,
+              discriminator=args.discriminator, reference=args.reference, out=args.out, fail_above=args.fail_above,
+              recipe=args.recipe, shadows=args.shadows)
+        return
     if args.command not in OVERRIDABLE:
         return
     from mia_bench.config import defense_sweep, load_run, merge_run_config, points_to_run

@@ -56,6 +56,7 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 import threading  # noqa: E402
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from rich.console import Console  # noqa: E402
@@ -210,13 +211,60 @@ def test_a_second_identical_run_waits_then_reuses_the_first_record(tmp_path: Pat
 def test_bad_values_stop_with_the_key_and_fix_before_torch_is_imported(bad: list[str], key: str,
                                                                        tmp_path: Path) -> None:
     argv = ["run", "--suite", "digits_v1", "--defense", "relaxloss", "--results-dir", str(tmp_path / "r"), *bad]
-    code = ("import sys; from mia_bench.cli import main; rc = main(sys.argv[1:]); "
-            "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(rc)")
-    proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "COLUMNS": "200"})
+    proc = _cli_without_torch(argv)
     assert proc.returncode == 2, proc.stderr
     assert key in proc.stderr and ("fix" in proc.stderr or "Did you mean" in proc.stderr or "e.g." in proc.stderr)
     assert not (tmp_path / "r").exists()
+
+
+def _cli_without_torch(argv: list[str]) -> subprocess.CompletedProcess:
+    """`mia-bench ARGV` in a new interpreter that fails (exit 1) if the command imported torch."""
+    code = ("import sys; from mia_bench.cli import main; rc = main(sys.argv[1:]); "
+            "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(rc)")
+    return subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "COLUMNS": "200"})
+
+
+@pytest.mark.parametrize("case, expect", [
+    ("missing", "--train {tmp}/nope.npz does not exist; give a path to .npz"),
+    ("format", "--synthetic {tmp}/samples.txt: unknown format '.txt'"),
+    ("nothing", "nothing to audit: give --synthetic FILE"),
+    ("gate", "is not [LEVEL:]METRIC=VALUE"),
+    ("spec", "--generator 'my_generator' is neither an existing file nor module:callable"),
+    ("shadows", "--shadows 2: LiRA needs at least 4 shadow models"),
+    ("out", "already holds an audit (or other files); audits are never written over"),
+])
+def test_bad_audit_arguments_stop_with_the_fix_before_torch_is_imported(case: str, expect: str,
+                                                                       tmp_path: Path) -> None:
+    for name in ("train.npz", "holdout.npz", "samples.npz"):  # never read: every fault here is in the arguments
+        np.savez(tmp_path / name, x=np.zeros((10, 64)))
+    (tmp_path / "samples.txt").write_text("0 1 2")
+    out = tmp_path / "out"
+    args = {"--train": tmp_path / "train.npz", "--holdout": tmp_path / "holdout.npz",
+            "--synthetic": tmp_path / "samples.npz", "--out": out}
+    extra: list[str] = []
+    if case == "missing":
+        args["--train"] = tmp_path / "nope.npz"
+    elif case == "format":
+        args["--synthetic"] = tmp_path / "samples.txt"
+    elif case == "nothing":
+        del args["--synthetic"]
+    elif case == "gate":
+        extra = ["--fail-above", "tpr@1%=0.05"]
+    elif case == "spec":
+        extra = ["--generator", "my_generator"]
+    elif case == "shadows":
+        extra = ["--recipe", "user_recipes:copier", "--shadows", "2"]
+    elif case == "out":
+        out.mkdir()
+        (out / "record.json").write_text("earlier")
+    proc = _cli_without_torch(["audit-release", *(a for k, v in args.items() for a in (k, str(v))), *extra])
+    assert proc.returncode == 2, proc.stderr
+    assert expect.format(tmp=tmp_path) in " ".join(proc.stderr.split()), proc.stderr
+    if case == "out":
+        assert (out / "record.json").read_text() == "earlier"
+    else:
+        assert not out.exists()
 
 
 def test_true_switches_an_attack_on_with_its_defaults() -> None:

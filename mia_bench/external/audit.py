@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from mia_bench.errors import MiaBenchError
+from mia_bench.external import arguments, inputs, shadow
 from mia_bench.external import gate as gates
-from mia_bench.external import inputs, shadow
 from mia_bench.external.attack import Release, measure, plan, run_attacks
 from mia_bench.external.models import as_discriminator, as_generator, load_spec
 from mia_bench.io import atomic_save_npz
@@ -41,22 +41,6 @@ class AuditResult:
     notes: list[str] = field(default_factory=list)
 
 
-def output_folder(out: Path | None, name: str, results_dir: Path = Path("results")) -> tuple[Path, str | None]:
-    """(folder to write, a note when a fresh name was picked). An explicit --out that holds files is refused."""
-    if out is not None:
-        out = Path(out)
-        if out.exists() and any(out.iterdir()):
-            raise MiaBenchError(f"--out {out} already holds an audit (or other files); audits are never written "
-                                "over: give a new --out, or leave it out for results/audits/<name>/")
-        return out, None
-    base = Path(results_dir) / "audits"
-    folder, k = base / name, 2
-    while folder.exists():
-        folder, k = base / f"{name}-{k}", k + 1
-    note = None if folder.name == name else f"results/audits/{name}/ holds an earlier audit: this one goes to {folder}/"
-    return folder, note
-
-
 def audit_release(*, train: Path, holdout: Path, synthetic: Path | None = None, generator: str | None = None,
                   discriminator: str | None = None, reference: Path | None = None, out: Path | None = None,
                   name: str = "audit", fail_above: list[str] | None = None, n_samples: int = 2000,
@@ -73,15 +57,14 @@ def audit_release(*, train: Path, holdout: Path, synthetic: Path | None = None, 
     from mia_bench.results import RunRecord, environment, now_iso
 
     t0 = time.perf_counter()
-    gate_list = [gates.parse(g) for g in fail_above or []]
-    if synthetic is None and generator is None and discriminator is None:
-        raise MiaBenchError("nothing to audit: give --synthetic FILE, --generator SPEC and/or --discriminator SPEC")
+    gate_list = arguments.check(train=train, holdout=holdout, synthetic=synthetic, generator=generator,
+                                discriminator=discriminator, reference=reference, out=out, fail_above=fail_above,
+                                recipe=recipe, shadows=shadows)
     user_recipe = None
-    if recipe is not None:  # its signature and K, before any file is read
+    if recipe is not None:  # its signature, before any file is read
         user_recipe = shadow.UserRecipe(recipe)
-        shadow.check_shadows(shadows)
     fprs = sorted({0.001, 0.01, 0.1} | {g.fpr for g in gate_list if g.fpr is not None})
-    folder, fresh_note = output_folder(out, name, results_dir)
+    folder, fresh_note = arguments.output_folder(out, name, results_dir)
     data = inputs.load(train=train, holdout=holdout, synthetic=synthetic, reference=reference,
                        fprs=[g.fpr for g in gate_list if g.fpr is not None], seed=seed)
     gen = disc = None

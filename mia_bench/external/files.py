@@ -14,9 +14,9 @@ import numpy as np
 
 from mia_bench.data.tables import read_csv
 from mia_bench.errors import DataError
+from mia_bench.external.arguments import record_path
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-FORMATS = ".npz (array x, optional y), .npy, .csv, .parquet or a folder of PNG/JPEG images"
 
 
 @dataclass(frozen=True)
@@ -45,21 +45,14 @@ class RecordFile:
 
 def read(path: Path | str, what: str) -> RecordFile:
     """The records of `path` (any of FORMATS); a DataError naming the fix when it cannot be read."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{what} {path} does not exist; give a path to {FORMATS}")
+    path = record_path(path, what)  # exists, in one of the formats
     if path.is_dir():
         return RecordFile(path=path, what=what, x=_image_folder(path, what))
     suffix = path.suffix.lower()
     if suffix in (".npz", ".npy"):
         return RecordFile(path=path, what=what, x=_as_records(_numpy(path, what), path, what))
-    if suffix == ".csv":
-        header, cells = _csv(path, what)
-        return RecordFile(path=path, what=what, header=header, cells=cells)
-    if suffix == ".parquet":
-        header, cells = _parquet(path, what)
-        return RecordFile(path=path, what=what, header=header, cells=cells)
-    raise DataError(f"{what} {path}: unknown format '{suffix}'; give {FORMATS}")
+    header, cells = _csv(path, what) if suffix == ".csv" else _parquet(path, what)
+    return RecordFile(path=path, what=what, header=header, cells=cells)
 
 
 def _numpy(path: Path, what: str) -> np.ndarray:

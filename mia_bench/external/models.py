@@ -23,9 +23,8 @@ import torch
 
 from mia_bench.attacks.base import GeneratorQuery
 from mia_bench.errors import MiaBenchError
+from mia_bench.external.arguments import spec_parts
 from mia_bench.external.encoding import Affine, TextTable
-
-SPEC_HELP = "a TorchScript file (torch.jit.script(model).save(path)) or module:callable"
 
 
 def load_spec(spec: str, what: str) -> Any:
@@ -38,9 +37,7 @@ def load_spec(spec: str, what: str) -> Any:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise MiaBenchError(f"{what} {spec} is not a loadable TorchScript file ({first}); save the model with "
                                 "torch.jit.script(model).save(path) (pickled models are never loaded)") from None
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise MiaBenchError(f"{what} '{spec}' is neither an existing file nor module:callable; give {SPEC_HELP}")
+    module_name, attr = spec_parts(spec, what)  # type: ignore[misc] - not a file, so module:callable
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:

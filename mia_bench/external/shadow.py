@@ -38,6 +38,7 @@ from mia_bench import progress
 from mia_bench.attacks.ganleaks import PbbConfig, WbConfig, search_config
 from mia_bench.attacks.lira import LiraConfig, LiraGenConfig
 from mia_bench.errors import MiaBenchError
+from mia_bench.external.arguments import check_shadows
 from mia_bench.external.attack import data_info
 from mia_bench.external.encoding import Affine, TextTable
 from mia_bench.external.inputs import AuditData
@@ -50,7 +51,6 @@ from mia_bench.shadows import HALVES, draw_subsets, model_seed
 RECIPE_HELP = ("def recipe(x, y=None, seed=0): train your generator on x (records in the --train file's units; "
                "a dict of columns for a CSV table) and return an object with sample(n)")
 IDENTITY = Affine(lo=np.float64(-1.0), hi=np.float64(1.0), label="mia_bench's space")  # native recipes' outputs
-MIN_SHADOWS = 4  # online LiRA needs IN and OUT models for every record: two of each
 _FLOOR = 1e-12  # losses are logged: a perfect copy must stay finite
 # attack -> (statistic, what of the user's release it needs, what of the recipe's models it needs)
 SHADOW_ATTACKS = {
@@ -147,12 +147,6 @@ class Bank:
                 "hold-out)", "subsets": "LiRA's balanced halves: every record IN for floor(K/2) shadows",
                 "records_per_shadow": float(self.inside.sum(1).mean()), "in_per_record": int(self.inside.sum(0).min()),
                 "trained_in_s": round(self.seconds, 1)}
-
-
-def check_shadows(k: int) -> None:
-    if k < MIN_SHADOWS:
-        raise MiaBenchError(f"--shadows {k}: LiRA needs at least {MIN_SHADOWS} shadow models (IN and OUT ones for "
-                            "every record); give --shadows 16 or more for stable numbers")
 
 
 def train_bank(recipe: UserRecipe, data: AuditData, *, k: int, seed: int) -> Bank:

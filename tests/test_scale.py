@@ -275,3 +275,37 @@ def test_defense_logs_are_averaged_over_ranks_under_ddp(monkeypatch, digits):
         model.log_dict({"loss/d": torch.tensor(1.0), "loss/g": torch.tensor(2.0)}, **kwargs)
         assert calls == [expected, expected], (world, kwargs)
 
+
+
+def test_grid_cost_reads_the_official_cells_and_schedules_them_longest_first(tmp_path: Path, capsys,
+                                                                             monkeypatch) -> None:
+    """benchmarks/perf/grid_cost.py: runs with overrides and the grid's own folder are not cells, and the
+    grid's length on 2 workers is the longest-first schedule's (cells of 5, 4, 3, 3 s: 5+3 and 4+3 -> 8)."""
+    import importlib.util
+
+    from mia_bench.config import REPO_ROOT
+
+    spec = importlib.util.spec_from_file_location("grid_cost", REPO_ROOT / "benchmarks" / "perf" / "grid_cost.py")
+    grid_cost = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(grid_cost)
+    root = tmp_path / "results" / "digits"
+    cells = {"none/seed0": 5.0, "megan/seed0": 4.0, "megan/op-lh3/seed0": 3.0, "mixup/seed0": 3.0,
+             "none/ovr-abc/seed0": 100.0, "_grid/logs/seed0": 100.0}
+    for rel, wall in cells.items():
+        folder = root / rel
+        folder.mkdir(parents=True)
+        defense = rel.split("/")[0]
+        point = {"name": "lh3"} if "op-" in rel else None
+        (folder / "record.json").write_text(json.dumps({
+            "defense": defense, "seed": 0, "operating_point": point, "wall_time_s": wall,
+            "timings": {"train": wall / 2, "attacks": wall / 2, "targets_cached": 0.0},
+            "attacks": {"logan_bb": {"seconds": wall / 3}, "overrep": {"seconds": wall / 6}}}))
+    found = grid_cost.cells(root)
+    assert sorted(c["cell"] for c in found) == ["megan", "megan@lh3", "mixup", "none"]
+    assert grid_cost.makespan([c["wall"] for c in found], 2) == 8.0
+    assert grid_cost.makespan([c["wall"] for c in found], 1) == 15.0
+    monkeypatch.setattr(sys, "argv", ["grid_cost.py", "--results-dir", str(tmp_path / "results"), "--goal", "0.1"])
+    grid_cost.main()
+    out = capsys.readouterr().out
+    assert "4 cells" in out and "logan_bb" in out and "grid on 2 workers: 0 min; goal 0 min: 1.33x the goal" in out
+    assert max(len(line) for line in out.splitlines()) <= 80

@@ -532,3 +532,40 @@ def test_dpgan_banks_train_as_a_stack_unless_d_has_layernorm(digits):
     import dataclasses
 
     assert not shadows.can_stack(dataclasses.replace(recipe, params=dataclasses.replace(recipe.params, d_norm="layer")))
+
+
+@pytest.mark.parametrize("defense", ["none", "megan", "mixup"])
+def test_the_perf_scripts_plain_pytorch_loop_is_the_lightning_training_exactly(defense: str) -> None:
+    """benchmarks/perf/targets_stack.py's `PyTorch` column (the ratio's goal is stated against it) trains the
+    defense's own training_step without a Trainer: same seed and batches, so the same weights as fit_defense."""
+    import importlib.util
+    import sys
+
+    import lightning as L
+
+    from mia_bench.config import REPO_ROOT, load_run
+    from mia_bench.distributed import single_process
+    from mia_bench.protocol import make_design
+    from mia_bench.runner import fit_defense
+
+    perf = REPO_ROOT / "benchmarks" / "perf"
+    sys.path.insert(0, str(perf))  # the script imports its sibling shadow_stack.py
+    try:
+        spec = importlib.util.spec_from_file_location("targets_stack", perf / "targets_stack.py")
+        script = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(script)
+    finally:
+        sys.path.remove(str(perf))
+    r = load_run(suite="digits", defense=defense, overrides=["trainer.max_steps=8", "trainer.progress_bar=false"])
+    data, design = make_design(r, 0)
+    ids, seed = design.population[design.inside[0]], shadows.model_seed(0, 0)
+    plain = script.pytorch_loop(defense, r.defense_params, data, ids, seed, 8, r.config.trainer.batch_size,
+                                design.reference, "cpu")
+    trained = fit_defense(defense=defense, params=r.defense_params, trainer=single_process(r.config.trainer),
+                          data=data, train_ids=ids, seed=seed, reference_ids=design.reference)
+    L.seed_everything(seed, verbose=False)  # the weights both loops started from
+    before = DEFENSES.get(defense)(config=r.defense_params, info=data.info, n_train=int(ids.size))
+    for (name, a), b in zip(plain.state_dict().items(), trained.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    moved = [not torch.equal(a, c) for a, c in zip(plain.parameters(), before.parameters(), strict=True)]
+    assert sum(moved) >= len(moved) - 1  # it trained (a WGAN critic's output bias gets no gradient)

@@ -59,9 +59,10 @@ def main() -> None:
     args = ap.parse_args()
     root = Path(args.results_dir) / args.suite
     found = cells(root)
-    if not found:
-        raise SystemExit(f"no records of suite {args.suite!r} under {root}: run `make grid` first "
-                         "(or pass --results-dir / --suite)")
+    if not found:  # nothing measured yet (`make perf` on a fresh clone): say how, not a failure
+        print(f"no records of suite {args.suite!r} under {root}:\n"
+              "run `make grid` first (or pass --results-dir / --suite)")
+        return
     print(f"{'cell':<24} {'seed':>4} {'wall s':>7} {'train s':>8} {'attacks s':>9}  slowest attack")
     for c in sorted(found, key=lambda c: -c["wall"]):
         top = max(c["attacks"].items(), key=lambda kv: kv[1], default=("-", 0.0))

@@ -3,16 +3,20 @@
 For `none`, `megan` and `mixup` by default (any stackable defense with --defenses: mpgan, mimgan, relaxloss,
 privgan, pargan, gswgan; digits suite, its design of seed 0): T targets on their IN halves,
   stacked      nets/stacked_gan.py over all T (what protocol v2 runs)
-  plain loop   the same trainer with one model, T times (a plain PyTorch loop: no Lightning)
+  K=1          the same stacked trainer with one model, T times (the stack's own code, one model at a time)
+  PyTorch      a plain PyTorch loop: the defense's own training_step over the data module's batches, each
+               player's step a plain zero_grad / backward / optimizer step (its configure_optimizers), no
+               Lightning Trainer; one model, times T. Same seed, same batches: the same weights as
+               Lightning's, bit for bit (tests/test_stacked_games.py)
   Lightning    runner.fit_defense for one model, times T (what an unstackable recipe costs)
 side by side in one run, `--steps` generator steps each; prints seconds and the ratios (goal: stacked
->= 4x the plain loop on 2 CPU cores, >= 15x on a GPU). Then the achieved GFLOP/s of the stack and of the
-plain loop (FlopCounterMode over one round, times the rounds), each as a share of one large sgemm timed in
-the same run (goal for the stack: >= 50%), and the ceiling on the stacked/plain ratio that the plain
-loop's share leaves: both do the same FLOPs, so no stack can beat the plain loop by more than
-sgemm rate / plain loop's rate.
+>= 4x a plain PyTorch loop on 2 CPU cores, >= 15x on a GPU). K=1 is the stricter baseline: it already has
+the stack's fused Adam and its single discriminator call on real and fake rows. Then the achieved GFLOP/s
+of the stack and of K=1 (FlopCounterMode over one round, times the rounds), each as a share of one large
+sgemm timed in the same run (goal for the stack: >= 50%), and the ceiling on the stacked / K=1 ratio that
+K=1's share leaves: both do the same FLOPs, so no stack can beat K=1 by more than sgemm rate / K=1's rate.
 
-With --device cuda (a GPU machine) all three columns train on the GPU (Lightning with
+With --device cuda (a GPU machine) every column trains on the GPU (Lightning with
 trainer.accelerator=gpu) and the sgemm is the GPU's: that is the GPU ratio (goal >= 15x). Every draw
 is still made on the CPU, as on a CPU run (nets/stacked_gan.py).
 
@@ -24,7 +28,10 @@ from __future__ import annotations
 
 import argparse
 import time
+from contextlib import contextmanager
 
+import lightning as L
+import numpy as np
 import torch
 from shadow_stack import sgemm_flops_per_s, synchronizer  # noqa: E402 - the sibling script (benchmarks/perf/ is on sys.path)
 from torch.utils.flop_counter import FlopCounterMode
@@ -32,9 +39,52 @@ from torch.utils.flop_counter import FlopCounterMode
 from mia_bench import shadows
 from mia_bench.attacks import Recipe
 from mia_bench.config import load_run
+from mia_bench.data.datamodule import MembershipDataModule
+from mia_bench.defenses import DEFENSES
 from mia_bench.distributed import single_process
 from mia_bench.protocol import make_design
 from mia_bench.runner import fit_defense
+
+
+def pytorch_loop(defense: str, params, data, train_ids: np.ndarray, seed: int, steps: int, batch_size: int,
+                 reference_ids: np.ndarray, device: str) -> torch.nn.Module:
+    """One model of `defense` trained in a plain PyTorch loop: its own training_step, with `playing` (the one
+    Lightning-specific part of a step) replaced by a plain zero_grad / backward / step of that player's
+    optimizer, the other players frozen meanwhile, as toggle_optimizer does."""
+    cls = DEFENSES.get(defense)
+    L.seed_everything(seed, verbose=False)
+    model = cls(config=params, info=data.info, n_train=int(train_ids.size)).to(device)
+    per_step = model.batches_per_generator_step
+    dm = MembershipDataModule(data=data, train_ids=train_ids, seed=seed, batch_size=batch_size,
+                              num_batches=steps * per_step, n_shards=model.n_shards,
+                              reference_ids=reference_ids if cls.needs_reference else None,
+                              sampling=model.batch_sampling, group_size=per_step)
+    model.prepare(*dm.train_tensors())
+    opts = model.configure_optimizers()
+
+    @contextmanager
+    def playing(player: str):
+        opt = opts[model.player_order.index(player)]
+        own = {id(p) for group in opt.param_groups for p in group["params"]}
+        frozen = [p for p in model.parameters() if p.requires_grad and id(p) not in own]
+        for p in frozen:
+            p.requires_grad_(False)
+
+        def step(loss: torch.Tensor) -> None:
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        try:
+            yield step
+        finally:
+            for p in frozen:
+                p.requires_grad_(True)
+
+    model.playing = playing
+    model.train()
+    for i, batch in enumerate(dm.train_dataloader()):
+        model.training_step({k: v.to(device) for k, v in batch.items()}, i)
+    return model
 
 
 def one_defense(defense: str, steps: int, targets: int, device: str = "cpu") -> dict[str, float]:
@@ -67,10 +117,15 @@ def one_defense(defense: str, steps: int, targets: int, device: str = "cpu") -> 
     sync()
     plain = time.perf_counter() - t
     t = time.perf_counter()
+    pytorch_loop(defense, resolved.defense_params, data, subsets[0], seeds[0], steps, resolved.config.trainer.batch_size,
+                 design.reference, device)
+    sync()
+    pytorch = (time.perf_counter() - t) * targets
+    t = time.perf_counter()
     fit_defense(defense=defense, params=resolved.defense_params, trainer=single_process(resolved.config.trainer),
                 data=data, train_ids=subsets[0], seed=seeds[0], reference_ids=design.reference)
     lightning = (time.perf_counter() - t) * targets
-    return {"stacked": stacked, "plain": plain, "lightning": lightning,
+    return {"stacked": stacked, "plain": plain, "pytorch": pytorch, "lightning": lightning,
             "gflops": counter.get_total_flops() * served / stacked / 1e9,
             "plain_gflops": one.get_total_flops() * served * targets / plain / 1e9}
 
@@ -89,16 +144,22 @@ def main() -> None:
     where = torch.cuda.get_device_name() if gpu else f"{torch.get_num_threads()} torch threads"
     print(f"T={args.targets} targets, {args.steps} generator steps each, {where}; "
           f"one large sgemm: {peak:.0f} GFLOP/s")
-    print(f"{'defense':<8} {'stacked':>7} {'plain':>7} {'Lightn.':>7} {'vs plain':>8} {'vs Ltn.':>7} "
-          f"{'stack':>6} {'plain':>6} {'ceiling':>8}")
-    print(f"{'':<8} {'s':>7} {'s':>7} {'s':>7} {'':>8} {'':>7} {'sgemm':>6} {'sgemm':>6} {'vs plain':>8}")
-    for d in args.defenses:
-        r = one_defense(d, args.steps, args.targets, args.device)
-        print(f"{d:<8} {r['stacked']:7.1f} {r['plain']:7.1f} {r['lightning']:7.1f} "
-              f"{r['plain'] / r['stacked']:7.2f}x {r['lightning'] / r['stacked']:6.2f}x "
-              f"{r['gflops'] / peak:6.0%} {r['plain_gflops'] / peak:6.0%} {peak / r['plain_gflops']:7.2f}x")
-    print("Lightning: one model through runner.fit_defense, times T. sgemm: achieved GFLOP/s as a share of\n"
-          "the large sgemm's. ceiling: sgemm rate / plain loop's rate, the most any stack can gain over it.")
+    rows = {d: one_defense(d, args.steps, args.targets, args.device) for d in args.defenses}
+    print(f"\n{'seconds':<8} {'stacked':>8} {'K=1':>8} {'PyTorch':>8} {'Lightn.':>8}   "
+          f"{'vs K=1':>7} {'vs PyT.':>7} {'vs Ltn.':>7}")
+    for d, r in rows.items():
+        print(f"{d:<8} {r['stacked']:8.1f} {r['plain']:8.1f} {r['pytorch']:8.1f} {r['lightning']:8.1f}   "
+              f"{r['plain'] / r['stacked']:6.2f}x {r['pytorch'] / r['stacked']:6.2f}x "
+              f"{r['lightning'] / r['stacked']:6.2f}x")
+    print(f"\n{'GFLOP/s':<8} {'stacked':>8} {'K=1':>8}   {'stack':>6} {'K=1':>6}   {'ceiling':>8}")
+    print(f"{'':<8} {'':>8} {'':>8}   {'sgemm':>6} {'sgemm':>6}   {'vs K=1':>8}")
+    for d, r in rows.items():
+        print(f"{d:<8} {r['gflops']:8.1f} {r['plain_gflops']:8.1f}   {r['gflops'] / peak:6.0%} "
+              f"{r['plain_gflops'] / peak:6.0%}   {peak / r['plain_gflops']:7.2f}x")
+    print("\nK=1: the stacked trainer with one model, T times. PyTorch: the defense's training_step\n"
+          "in a plain loop, one model, times T. Lightning: runner.fit_defense for one model, times T.\n"
+          "sgemm: achieved GFLOP/s as a share of the large sgemm's. ceiling: sgemm rate / K=1's rate,\n"
+          "the most any stack can gain over K=1.")
 
 
 if __name__ == "__main__":

@@ -77,13 +77,11 @@ def build_trainer(cfg: TrainerConfig, *, logger: object = False, callbacks: list
     )
 
 
-def fit_defense(*, defense: str, params: Any, trainer: TrainerConfig, data: ArrayDataset, train_ids: np.ndarray,
-                seed: int, reference_ids: np.ndarray | None = None, logger: object = False,
-                callbacks: list | None = None) -> Defense:
-    """Seed, build and fit `defense` on the records `train_ids` (the target, or a shadow/reference model)."""
+def seeded_model(*, defense: str, params: Any, trainer: TrainerConfig, data: ArrayDataset, train_ids: np.ndarray,
+                 seed: int, reference_ids: np.ndarray | None = None) -> tuple[Defense, MembershipDataModule]:
+    """Seed, then the untrained `defense` and the data module that serves its batches (trainer.max_steps
+    generator steps plus its warm-up), the model prepared on its training records: what fit_defense trains."""
     cls = DEFENSES.get(defense)
-    if cls.single_process:
-        refuse_multiprocess(defense, trainer)  # before any process starts: a clear error in the caller
     L.seed_everything(seed, workers=True, verbose=False)
     model = cls(config=params, info=data.info, n_train=int(np.asarray(train_ids).size))
     per_step = model.batches_per_generator_step
@@ -93,6 +91,19 @@ def fit_defense(*, defense: str, params: Any, trainer: TrainerConfig, data: Arra
                               n_shards=model.n_shards, reference_ids=reference_ids if cls.needs_reference else None,
                               sampling=model.batch_sampling, group_size=per_step)
     model.prepare(*dm.train_tensors())
+    return model, dm
+
+
+def fit_defense(*, defense: str, params: Any, trainer: TrainerConfig, data: ArrayDataset, train_ids: np.ndarray,
+                seed: int, reference_ids: np.ndarray | None = None, logger: object = False,
+                callbacks: list | None = None) -> Defense:
+    """Seed, build and fit `defense` on the records `train_ids` (the target, or a shadow/reference model)."""
+    cls = DEFENSES.get(defense)
+    if cls.single_process:
+        refuse_multiprocess(defense, trainer)  # before any process starts: a clear error in the caller
+    model, dm = seeded_model(defense=defense, params=params, trainer=trainer, data=data, train_ids=train_ids,
+                             seed=seed, reference_ids=reference_ids)
+    per_step = model.batches_per_generator_step
     if cls.trainable:
         ranks = RankSetup(seed)
         guard = TrainingGuard(batches_per_step=per_step, warmup_batches=model.warmup_batches)

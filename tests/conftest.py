@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -39,6 +42,15 @@ def quick(defense: str, *overrides: str, suite: str = "digits_v1") -> ResolvedRu
 @pytest.fixture(scope="session")
 def digits():
     return load_dataset(DatasetConfig(name="digits"))
+
+
+def cli_without_torch(argv: list[str]) -> subprocess.CompletedProcess:
+    """`mia-bench ARGV` in a new interpreter that fails (exit 1) if the command imported torch: the checks
+    that must stop bad input before the heavy imports."""
+    code = ("import sys; from mia_bench.cli import main; rc = main(sys.argv[1:]); "
+            "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(rc)")
+    return subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "COLUMNS": "200"})
 
 
 @pytest.fixture()

@@ -52,8 +52,6 @@ def test_records_with_overrides_never_touch_entries(tmp_path: Path) -> None:
 
 import os  # noqa: E402
 import pickle  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
 import threading  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -61,7 +59,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from rich.console import Console  # noqa: E402
 
-from conftest import only_attacks, quick  # noqa: E402
+from conftest import cli_without_torch, only_attacks, quick  # noqa: E402
 from mia_bench import guards, runner  # noqa: E402
 from mia_bench.cli import main  # noqa: E402
 from mia_bench.config import load_run  # noqa: E402
@@ -211,18 +209,10 @@ def test_a_second_identical_run_waits_then_reuses_the_first_record(tmp_path: Pat
 def test_bad_values_stop_with_the_key_and_fix_before_torch_is_imported(bad: list[str], key: str,
                                                                        tmp_path: Path) -> None:
     argv = ["run", "--suite", "digits_v1", "--defense", "relaxloss", "--results-dir", str(tmp_path / "r"), *bad]
-    proc = _cli_without_torch(argv)
+    proc = cli_without_torch(argv)
     assert proc.returncode == 2, proc.stderr
     assert key in proc.stderr and ("fix" in proc.stderr or "Did you mean" in proc.stderr or "e.g." in proc.stderr)
     assert not (tmp_path / "r").exists()
-
-
-def _cli_without_torch(argv: list[str]) -> subprocess.CompletedProcess:
-    """`mia-bench ARGV` in a new interpreter that fails (exit 1) if the command imported torch."""
-    code = ("import sys; from mia_bench.cli import main; rc = main(sys.argv[1:]); "
-            "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(rc)")
-    return subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "COLUMNS": "200"})
 
 
 @pytest.mark.parametrize("case, expect", [
@@ -258,7 +248,7 @@ def test_bad_audit_arguments_stop_with_the_fix_before_torch_is_imported(case: st
     elif case == "out":
         out.mkdir()
         (out / "record.json").write_text("earlier")
-    proc = _cli_without_torch(["audit-release", *(a for k, v in args.items() for a in (k, str(v))), *extra])
+    proc = cli_without_torch(["audit-release", *(a for k, v in args.items() for a in (k, str(v))), *extra])
     assert proc.returncode == 2, proc.stderr
     assert expect.format(tmp=tmp_path) in " ".join(proc.stderr.split()), proc.stderr
     if case == "out":

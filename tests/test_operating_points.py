@@ -4,15 +4,12 @@ run folder and leaderboard entry; `--sweep` runs them all; a bad name stops befo
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import quick_config_dir
+from conftest import cli_without_torch, quick_config_dir
 from mia_bench.cli import main
 from mia_bench.config import defense_sweep, load_run
 from mia_bench.errors import ConfigError
@@ -70,10 +67,7 @@ def test_a_malformed_sweep_names_the_fix(node: dict, message: str) -> None:
 
 def test_a_bad_point_name_stops_with_the_valid_ones_before_torch_is_imported(tmp_path: Path) -> None:
     argv = ["run", "--suite", "digits", "--defense", "megan", "--op", "lh9", "--results-dir", str(tmp_path / "r")]
-    code = ("import sys; from mia_bench.cli import main; rc = main(sys.argv[1:]); "
-            "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(rc)")
-    proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "COLUMNS": "200"})
+    proc = cli_without_torch(argv)
     assert proc.returncode == 2, proc.stderr
     assert "no operating point 'lh9'" in proc.stderr and "lh0.1, lh1, lh3" in proc.stderr
     assert not (tmp_path / "r").exists()

@@ -559,7 +559,7 @@ def test_the_perf_scripts_plain_pytorch_loop_is_the_lightning_training_exactly(d
     r = load_run(suite="digits", defense=defense, overrides=["trainer.max_steps=8", "trainer.progress_bar=false"])
     data, design = make_design(r, 0)
     ids, seed = design.population[design.inside[0]], shadows.model_seed(0, 0)
-    plain = script.pytorch_loop(defense, r.defense_params, data, ids, seed, 8, r.config.trainer.batch_size,
+    plain = script.pytorch_loop(defense, r.defense_params, single_process(r.config.trainer), data, ids, seed,
                                 design.reference, "cpu")
     trained = fit_defense(defense=defense, params=r.defense_params, trainer=single_process(r.config.trainer),
                           data=data, train_ids=ids, seed=seed, reference_ids=design.reference)

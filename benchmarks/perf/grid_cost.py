@@ -23,13 +23,16 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
+from mia_bench.results import find_records
+
 
 def cells(root: Path) -> list[dict]:
-    """The suite's official records under root (results/<suite>), one dict per cell."""
+    """The suite's official records under root (results/<suite>), one dict per cell: the runs that
+    results.find_records finds (caches left out), less those with overrides."""
     out = []
-    for path in sorted(root.glob("*/**/record.json")):
-        rel = path.relative_to(root).parts
-        if rel[0].startswith("_") or any(p.startswith("ovr-") for p in rel):
+    for path in find_records(root.parent):
+        rel = path.relative_to(root.parent).parts
+        if rel[0] != root.name or any(p.startswith("ovr-") for p in rel):
             continue
         r = json.loads(path.read_text())
         timings = r.get("timings", {})

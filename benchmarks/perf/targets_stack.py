@@ -30,7 +30,6 @@ import argparse
 import time
 from contextlib import contextmanager
 
-import lightning as L
 import numpy as np
 import torch
 from shadow_stack import sgemm_flops_per_s, synchronizer  # noqa: E402 - the sibling script (benchmarks/perf/ is on sys.path)
@@ -39,27 +38,20 @@ from torch.utils.flop_counter import FlopCounterMode
 from mia_bench import shadows
 from mia_bench.attacks import Recipe
 from mia_bench.config import load_run
-from mia_bench.data.datamodule import MembershipDataModule
-from mia_bench.defenses import DEFENSES
 from mia_bench.distributed import single_process
 from mia_bench.protocol import make_design
-from mia_bench.runner import fit_defense
+from mia_bench.runner import fit_defense, seeded_model
 
 
-def pytorch_loop(defense: str, params, data, train_ids: np.ndarray, seed: int, steps: int, batch_size: int,
+def pytorch_loop(defense: str, params, trainer, data, train_ids: np.ndarray, seed: int,
                  reference_ids: np.ndarray, device: str) -> torch.nn.Module:
-    """One model of `defense` trained in a plain PyTorch loop: its own training_step, with `playing` (the one
-    Lightning-specific part of a step) replaced by a plain zero_grad / backward / step of that player's
-    optimizer, the other players frozen meanwhile, as toggle_optimizer does."""
-    cls = DEFENSES.get(defense)
-    L.seed_everything(seed, verbose=False)
-    model = cls(config=params, info=data.info, n_train=int(train_ids.size)).to(device)
-    per_step = model.batches_per_generator_step
-    dm = MembershipDataModule(data=data, train_ids=train_ids, seed=seed, batch_size=batch_size,
-                              num_batches=steps * per_step, n_shards=model.n_shards,
-                              reference_ids=reference_ids if cls.needs_reference else None,
-                              sampling=model.batch_sampling, group_size=per_step)
-    model.prepare(*dm.train_tensors())
+    """One model of `defense` trained in a plain PyTorch loop: the model and batches fit_defense would train
+    (runner.seeded_model), its own training_step, with `playing` (the one Lightning-specific part of a step)
+    replaced by a plain zero_grad / backward / step of that player's optimizer, the other players frozen
+    meanwhile, as toggle_optimizer does."""
+    model, dm = seeded_model(defense=defense, params=params, trainer=trainer, data=data, train_ids=train_ids,
+                             seed=seed, reference_ids=reference_ids)
+    model = model.to(device)
     opts = model.configure_optimizers()
 
     @contextmanager
@@ -117,7 +109,7 @@ def one_defense(defense: str, steps: int, targets: int, device: str = "cpu") -> 
     sync()
     plain = time.perf_counter() - t
     t = time.perf_counter()
-    pytorch_loop(defense, resolved.defense_params, data, subsets[0], seeds[0], steps, resolved.config.trainer.batch_size,
+    pytorch_loop(defense, resolved.defense_params, single_process(resolved.config.trainer), data, subsets[0], seeds[0],
                  design.reference, device)
     sync()
     pytorch = (time.perf_counter() - t) * targets

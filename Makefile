@@ -12,6 +12,7 @@ DEFENSE ?= megan
 SEED    ?= 0
 SEEDS   ?=
 DEFENSES ?= all
+POINTS  ?=
 EXECUTOR ?= local
 PARALLEL ?= $(shell nproc 2>/dev/null || echo 1)
 WANDB   ?= offline
@@ -48,8 +49,8 @@ bench: $(STAMP) ## train, attack, score one defense and update the leaderboard: 
 audit: $(STAMP) ## run the controls and check every attack against them (exit 1 on a failed check): make audit [SUITE= SEEDS= ARGS=]
 	$(CLI) audit --suite $(SUITE) --seed $(or $(SEEDS),0 1 2) --results-dir $(RESULTS) $(ARGS)
 
-grid: $(STAMP) ## every defense x operating point x seed, skipping finished cells, then the leaderboard: make grid [SUITE= SEEDS= (default: the suite's seeds) DEFENSES= EXECUTOR=local|slurm PARALLEL= WANDB=offline|online|off ARGS=]
-	$(CLI) grid --suite $(SUITE) --defenses $(DEFENSES) $(if $(SEEDS),--seeds $(SEEDS),) --executor $(EXECUTOR) --parallel $(PARALLEL) \
+grid: $(STAMP) ## every defense x operating point x seed, skipping finished cells, then the leaderboard: make grid [SUITE= SEEDS= (default: the suite's seeds) DEFENSES= POINTS=all|default EXECUTOR=local|slurm PARALLEL= WANDB=offline|online|off ARGS=]
+	$(CLI) grid --suite $(SUITE) --defenses $(DEFENSES) $(if $(SEEDS),--seeds $(SEEDS),) $(if $(POINTS),--points $(POINTS),) --executor $(EXECUTOR) --parallel $(PARALLEL) \
 		--results-dir $(RESULTS) --wandb $(WANDB) $(ARGS)
 
 leaderboard: $(STAMP) ## fold results/ into leaderboard/entries and regenerate leaderboard/LEADERBOARD.md

@@ -280,7 +280,8 @@ def test_defense_logs_are_averaged_over_ranks_under_ddp(monkeypatch, digits):
 def test_grid_cost_reads_the_official_cells_and_schedules_them_longest_first(tmp_path: Path, capsys,
                                                                              monkeypatch) -> None:
     """benchmarks/perf/grid_cost.py: runs with overrides and the grid's own folder are not cells, and the
-    grid's length on 2 workers is the longest-first schedule's (cells of 5, 4, 3, 3 s: 5+3 and 4+3 -> 8)."""
+    grid's length on 2 workers is the longest-first schedule's (cells of 5, 4, 3, 3 s: 5+3 and 4+3 -> 8), and
+    the grid of the defenses' default points is the same schedule without the other points' cells."""
     import importlib.util
 
     from mia_bench.config import REPO_ROOT
@@ -308,4 +309,6 @@ def test_grid_cost_reads_the_official_cells_and_schedules_them_longest_first(tmp
     grid_cost.main()
     out = capsys.readouterr().out
     assert "4 cells" in out and "logan_bb" in out and "grid on 2 workers: 0 min; goal 0 min: 1.33x the goal" in out
+    # the grid of default points leaves out megan@lh3 (3 s): 5 | 4+3 -> 7 s on 2 workers
+    assert "default points only (3 cells, make grid POINTS=default): 0 min, 1.17x" in out
     assert max(len(line) for line in out.splitlines()) <= 80

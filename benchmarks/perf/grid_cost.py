@@ -5,7 +5,8 @@ runs with overrides, `ovr-*`, are left out) and prints, per cell, its wall time,
 attacks; then the seconds of each attack summed over the cells with their share, and the grid's length
 on `--parallel` workers (cells scheduled longest first, each on the first free worker: the local
 executor's `--parallel`), as a ratio to `--goal` minutes (the digits grid's goal: about 90 minutes on
-2 cores, two cells at a time).
+2 cores, two cells at a time); and the same for the grid of each defense's default operating point
+(`make grid POINTS=default`), from the same records.
 
 A cell that found its targets or an attack's local models already trained (a rerun, or a second
 seed of a design) times only what it ran; those cells are marked `cached` and the projection then
@@ -37,8 +38,10 @@ def cells(root: Path) -> list[dict]:
         r = json.loads(path.read_text())
         timings = r.get("timings", {})
         attacks = {name: float(a.get("seconds", 0.0)) for name, a in r.get("attacks", {}).items()}
-        point = (r.get("operating_point") or {}).get("name")
+        op = r.get("operating_point") or {}
+        point = op.get("name")
         out.append({"cell": f"{r['defense']}@{point}" if point else r["defense"], "seed": r.get("seed"),
+                    "default": not op or bool(op.get("default")),  # a control has no operating point
                     "wall": float(r.get("wall_time_s", 0.0)), "train": float(timings.get("train", 0.0)),
                     "attack_total": float(timings.get("attacks", sum(attacks.values()))), "attacks": attacks,
                     "cached": bool(timings.get("targets_cached"))})
@@ -89,6 +92,11 @@ def main() -> None:
     cached = sum(c["cached"] for c in found)
     print(f"\ngrid on {args.parallel} workers: {span / 60:.0f} min; goal {args.goal:.0f} min: "
           f"{span / 60 / args.goal:.2f}x the goal")
+    defaults = [c["wall"] for c in found if c["default"]]
+    if 0 < len(defaults) < len(found):  # `make grid POINTS=default`: each defense at its default point
+        short = makespan(defaults, args.parallel)
+        print(f"default points only ({len(defaults)} cells, make grid POINTS=default): {short / 60:.0f} min, "
+              f"{short / 60 / args.goal:.2f}x")
     if cached:
         print(f"{cached} cell(s) reused trained targets (marked cached): a fresh grid takes longer")
 

@@ -218,12 +218,16 @@ class GridInterrupted(Exception):
 
 @contextmanager
 def sigterm_raises() -> Iterator[None]:
-    """Turn SIGTERM into GridInterrupted (in the main thread), so the grid can cancel its jobs."""
+    """Turn SIGTERM into GridInterrupted (in the main thread), so the grid can cancel its jobs. Only the first
+    one: a SIGTERM often comes twice (`timeout` forwarding one as `kill` sends another, a process group
+    signalled as well as its leader), and a second GridInterrupted raised while the grid is cancelling cut
+    the cancelling short and left its cells running, orphaned; the cancelling is bounded (cancel_local)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise GridInterrupted(f"signal {signum}")
 
     old = signal.signal(signal.SIGTERM, handler)

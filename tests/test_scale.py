@@ -277,6 +277,22 @@ def test_defense_logs_are_averaged_over_ranks_under_ddp(monkeypatch, digits):
 
 
 
+def test_a_second_sigterm_does_not_cut_the_grids_cancelling_short() -> None:
+    """The grid stops its cells after the first SIGTERM; a second one, arriving while it cancels them (measured:
+    `timeout` forwarding one and `pkill` sending another left two digits cells running, orphaned), is ignored
+    until the grid has stopped them, and the handler in place before is restored after."""
+    from mia_bench.grid import GridInterrupted, sigterm_raises
+
+    before = signal.getsignal(signal.SIGTERM)
+    with sigterm_raises():
+        with pytest.raises(GridInterrupted):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler raises as soon as the signal is delivered
+        os.kill(os.getpid(), signal.SIGTERM)  # while cancelling: must not raise again
+        time.sleep(0.2)
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
 def test_grid_cost_reads_the_official_cells_and_schedules_them_longest_first(tmp_path: Path, capsys,
                                                                              monkeypatch) -> None:
     """benchmarks/perf/grid_cost.py: runs with overrides and the grid's own folder are not cells, and the

@@ -216,23 +216,36 @@ class GridInterrupted(Exception):
     """SIGTERM reached the grid: in-flight local cells are cancelled, finished ones are kept."""
 
 
+class Stop:
+    """What SIGTERM sets; the grid's loop calls check() and raises GridInterrupted there. The handler itself
+    raises nothing: an exception raised in a signal handler surfaces in whatever code the signal lands in,
+    and there it can be lost (measured: in submitit's LocalJob.__del__, which swallowed it and let the grid
+    run on) or cut the grid's own cancelling short (a second SIGTERM, as `timeout` forwarding one and
+    `pkill` sending another do, left two digits cells running, orphaned)."""
+
+    def __init__(self) -> None:
+        self.signum = 0
+
+    def check(self) -> None:
+        if self.signum:
+            raise GridInterrupted(f"signal {self.signum}")
+
+
 @contextmanager
-def sigterm_raises() -> Iterator[None]:
-    """Turn SIGTERM into GridInterrupted (in the main thread), so the grid can cancel its jobs. Only the first
-    one: a SIGTERM often comes twice (`timeout` forwarding one as `kill` sends another, a process group
-    signalled as well as its leader), and a second GridInterrupted raised while the grid is cancelling cut
-    the cancelling short and left its cells running, orphaned; the cancelling is bounded (cancel_local)."""
+def sigterm_stops() -> Iterator[Stop]:
+    """A Stop that SIGTERM sets (in the main thread) for the block, so the grid can cancel its jobs; the
+    handler in place before is restored after."""
+    stop = Stop()
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield stop
         return
 
     def handler(signum: int, frame: Any) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        raise GridInterrupted(f"signal {signum}")
+        stop.signum = signum
 
     old = signal.signal(signal.SIGTERM, handler)
     try:
-        yield
+        yield stop
     finally:
         signal.signal(signal.SIGTERM, old)
 

@@ -71,7 +71,7 @@ def execute(cells: list[g.Cell], options: g.GridOptions, console: Console) -> li
     running: dict[Any, tuple[g.Cell, float]] = {}
     outcomes: list[g.Outcome] = []
     args = (str(options.results_dir), options.wandb, threads)
-    with GridProgress(console, len(cells)) as ui, g.sigterm_raises():
+    with GridProgress(console, len(cells)) as ui, g.sigterm_stops() as stop:
         try:
             if options.executor == "slurm":  # the cluster schedules; array_parallelism limits it
                 with executor.batch():
@@ -81,6 +81,7 @@ def execute(cells: list[g.Cell], options: g.GridOptions, console: Console) -> li
                 for c in cells:
                     ui.started(c)
             while queue or running:
+                stop.check()
                 while queue and len(running) < max(1, options.parallel):
                     cell = queue.popleft()
                     running[executor.submit(g.run_cell, cell, *args)] = (cell, time.time())
@@ -94,6 +95,7 @@ def execute(cells: list[g.Cell], options: g.GridOptions, console: Console) -> li
                     else:
                         ui.stage(cell, _read_stage(g.status_path(options.results_dir, cell)))
                 time.sleep(POLL_S)
+            stop.check()  # a SIGTERM after the last cell ended still stops the grid before its leaderboard
         except (g.GridInterrupted, KeyboardInterrupt):
             _interrupt(running, options, console)
             outcomes += [g.Outcome(c, "interrupted") for c, _ in running.values()]

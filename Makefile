@@ -49,7 +49,7 @@ bench: $(STAMP) ## train, attack, score one defense and update the leaderboard: 
 audit: $(STAMP) ## run the controls and check every attack against them (exit 1 on a failed check): make audit [SUITE= SEEDS= ARGS=]
 	$(CLI) audit --suite $(SUITE) --seed $(or $(SEEDS),0 1 2) --results-dir $(RESULTS) $(ARGS)
 
-grid: $(STAMP) ## every defense x operating point x seed, skipping finished cells, then the leaderboard: make grid [SUITE= SEEDS= (default: the suite's seeds) DEFENSES= POINTS=all|default EXECUTOR=local|slurm PARALLEL= WANDB=offline|online|off ARGS=]
+grid: $(STAMP) ## the suite's published grid (POINTS=all: every operating point) x seed, skipping finished cells, then the leaderboard: make grid [SUITE= SEEDS= (default: the suite's seeds) DEFENSES= POINTS=published|all|default EXECUTOR=local|slurm PARALLEL= WANDB=offline|online|off ARGS=]
 	$(CLI) grid --suite $(SUITE) --defenses $(DEFENSES) $(if $(SEEDS),--seeds $(SEEDS),) $(if $(POINTS),--points $(POINTS),) --executor $(EXECUTOR) --parallel $(PARALLEL) \
 		--results-dir $(RESULTS) --wandb $(WANDB) $(ARGS)
 

@@ -73,12 +73,16 @@ class Outcome:
     log: Path | None = None
 
 
-def _suite_list(suite: str, key: str, config_dir: Path | None) -> list[Any]:
+def _suite_node(suite: str, config_dir: Path | None) -> dict[str, Any]:
     from omegaconf import OmegaConf
 
     node = OmegaConf.to_container(OmegaConf.load(suite_path(suite, Path(config_dir) if config_dir
                                                              else REPO_ROOT / "benchmarks")))
-    return list((node.get(key) if isinstance(node, dict) else None) or [])
+    return node if isinstance(node, dict) else {}
+
+
+def _suite_list(suite: str, key: str, config_dir: Path | None) -> list[Any]:
+    return list(_suite_node(suite, config_dir).get(key) or [])
 
 
 def suite_defenses(suite: str, config_dir: Path | None = None) -> list[str]:
@@ -94,22 +98,47 @@ def suite_seeds(suite: str, config_dir: Path | None = None) -> list[int]:
     return [int(s) for s in _suite_list(suite, "seeds", config_dir)]
 
 
+def published_sweeps(suite: str, config_dir: Path | None = None) -> list[str] | None:
+    """The defenses whose every operating point is in the suite's published grid (`leaderboard.sweeps`; the
+    others are there at their default point); None: every point of every defense is."""
+    node = _suite_node(suite, config_dir)
+    sweeps = (node.get("leaderboard") or {}).get("sweeps")
+    if sweeps is None:
+        return None
+    named = [str(d) for d in node.get("defenses") or []]
+    if unknown := [str(d) for d in sweeps if str(d) not in named]:
+        raise ConfigError(f"suite '{suite}': leaderboard.sweeps names {unknown}, not in its `defenses:` "
+                          f"({', '.join(named) or 'none'}); fix the name or add the defense there")
+    return [str(d) for d in sweeps]
+
+
+def in_published(defense: str, default_point: bool, sweeps: list[str] | None) -> bool:
+    """Whether a (defense, operating point) is a cell of the published grid (see published_sweeps)."""
+    return sweeps is None or default_point or defense in sweeps
+
+
 def plan(*, suite: str, defenses: list[str], seeds: list[int], overrides: list[str], results_dir: Path,
-         config_dir: Path | None = None, points: str = "all") -> tuple[list[Cell], list[Cell]]:
-    """(cells to run, cells already finished): every defense at every operating point of its sweep
-    (`points="all"`; "default": its default point only), at every seed. Every cell's config is resolved here, so a typo fails the whole grid before anything is
-    submitted."""
+         config_dir: Path | None = None, points: str = "published") -> tuple[list[Cell], list[Cell]]:
+    """(cells to run, cells already finished), at every seed: `points="published"` the suite's published
+    grid (published_sweeps: each defense's default point, every point of the named ones); "all" every
+    operating point of every sweep; "default" each defense's default point only. Every cell's config is
+    resolved here, so a typo fails the whole grid before anything is submitted."""
     from mia_bench.defenses import DEFENSES
 
     names = suite_defenses(suite, config_dir) if defenses == ["all"] else defenses
     for n in names:
         DEFENSES.get(n)  # unknown names fail with "did you mean"
+    if points not in ("published", "all", "default"):
+        raise ConfigError(f"points must be 'published', 'all' or 'default', got {points!r}")
+    sweeps = published_sweeps(suite, config_dir) if points == "published" else None
     todo: list[Cell] = []
     done: list[Cell] = []
     for defense in dict.fromkeys(names):
         sweep = defense_sweep(defense, config_dir)
-        names = [("" if p.is_default else p.name) for p in sweep.points] if sweep is not None else [""]
-        for point in (names if points == "all" else [""]):  # the default point's cell is named without it
+        every = [("" if p.is_default else p.name) for p in sweep.points] if sweep is not None else [""]
+        # the default point's cell is named without it
+        wanted = [n for n in every if points != "default" and in_published(defense, not n, sweeps)] or [""]
+        for point in wanted:
             for seed in dict.fromkeys(seeds):
                 cell = Cell(suite, defense, seed, tuple(overrides), str(config_dir) if config_dir else None, point)
                 (done if finished(cell, results_dir) else todo).append(cell)

@@ -34,8 +34,10 @@ def add_grid_parser(sub: Any, *, results: Path, leaderboard: Path, wandb_modes: 
                                "finished cells")
     grid.add_argument("--suite", default="digits")
     grid.add_argument("--defenses", nargs="+", default=["all"], help="'all' (the suite's defenses list) or names")
-    grid.add_argument("--points", choices=("all", "default"), default="all",
-                      help="operating points per defense: every point of its sweep (default) or its default one")
+    grid.add_argument("--points", choices=("published", "all", "default"), default="published",
+                      help="operating points: the suite's published grid (default: each defense's default point "
+                           "and every point of the suite's leaderboard.sweeps), every point of every sweep, or "
+                           "each defense's default point only")
     grid.add_argument("--seeds", type=seed_value, nargs="+", default=None, help="default: the suite's seeds")
     grid.add_argument("--executor", choices=("local", "slurm"), default="local")
     grid.add_argument("--parallel", type=positive_int, default=os.cpu_count() or 1,

@@ -106,10 +106,16 @@ class LeaderboardConfig:
 
     utility_floor: metric -> factor of the reference defense's best value over its operating points; a point
     clears the floor when its mean utility is at least factor x that (higher-is-better metrics) or at most
-    factor x that (lower-is-better ones), on every listed metric. Empty: no floor (every point ranks)."""
+    factor x that (lower-is-better ones), on every listed metric. Empty: no floor (every point ranks).
+
+    sweeps: the published grid, what `make grid` runs and the leaderboard ranks: each defense at its default
+    operating point, plus every point of the defenses named here (the DP baseline, whose frontier is the
+    yardstick at matched utility). None: every point of every defense. Points outside it (`make grid
+    POINTS=all`) are shown on the detail page, never ranked."""
 
     reference: str = "none"
     utility_floor: dict[str, float] = field(default_factory=dict)
+    sweeps: list[str] | None = None
 
 
 @dataclass

@@ -165,15 +165,15 @@ def _verdict_caption(table: Any) -> str:
 
 def level_tables(entries: list[dict[str, Any]]) -> list[Table]:
     """A protocol-v2 suite's ranking in the terminal: per threat model, each defense at its most private
-    operating point above the utility floor (the same rows as LEADERBOARD.md), then the controls; defenses
+    published operating point above the utility floor (the same rows as LEADERBOARD.md), then the controls; defenses
     with no point above the floor are named in the caption."""
-    from mia_bench.report.pages import TPR1, utility_metrics
+    from mia_bench.report.pages import TPR1, published, utility_metrics
     from mia_bench.report.ranking import LEVELS, Floor, rank_level, suite_points
 
-    points = suite_points(entries)
+    suite = entries[0]["suite"]
+    points = published(suite, suite_points(entries))[0]  # the published grid's points, as LEADERBOARD.md
     floor = Floor.of(points)
     util = utility_metrics(points, floor)
-    suite = entries[0]["suite"]
     tables = []
     for level in LEVELS:
         table = rank_level(points, floor, level)

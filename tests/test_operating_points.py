@@ -115,3 +115,32 @@ def test_sweep_runs_every_operating_point_into_its_own_folder_and_entry(tmp_path
     names = sorted(p.name for p in (lb / "entries" / "digits_v1").iterdir())
     assert names == ["none.json", "none@eighth.json", "none@half.json", "none@quarter.json"]
     assert json.loads((lb / "entries" / "digits_v1" / "none@half.json").read_text())["operating_point"]["name"] == "half"
+
+
+def test_the_published_grid_is_each_default_point_and_every_point_of_the_suites_sweeps(tmp_path: Path) -> None:
+    """`make grid` runs the digits suite's published grid: every defense of `defenses:` at its default point,
+    and dpgan (leaderboard.sweeps, the DP baseline) at every point; POINTS=all adds the other points of
+    every sweep, POINTS=default drops dpgan's; an unknown value names the three."""
+    from mia_bench.grid import plan, published_sweeps, suite_defenses
+
+    def cells(points: str) -> set[tuple[str, str]]:
+        todo, done = plan(suite="digits", defenses=["all"], seeds=[0], overrides=[], results_dir=tmp_path,
+                          points=points)
+        assert not done
+        return {(c.defense, c.operating_point) for c in todo}
+
+    names = suite_defenses("digits")
+    assert published_sweeps("digits") == ["dpgan"]
+    dp = {("dpgan", "" if p.is_default else p.name) for p in defense_sweep("dpgan").points}
+    default = {(d, "") for d in names}
+    every = {(d, "" if p.is_default else p.name) for d in names if (s := defense_sweep(d)) for p in s.points}
+    every |= {(d, "") for d in names if defense_sweep(d) is None}
+    assert cells("default") == default
+    assert cells("published") == default | dp and len(dp) >= 3
+    assert cells("all") == every and len(every) > len(default | dp)
+    with pytest.raises(ConfigError, match="'published', 'all' or 'default'"):
+        plan(suite="digits", defenses=["none"], seeds=[0], overrides=[], results_dir=tmp_path, points="some")
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "x.yaml").write_text("defenses: [none, dpgan]\nleaderboard: {sweeps: [dpgann]}\n")
+    with pytest.raises(ConfigError, match=r"leaderboard.sweeps names \['dpgann'\], not in its `defenses:`"):
+        published_sweeps("x", tmp_path / "cfg")

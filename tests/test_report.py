@@ -37,6 +37,8 @@ def test_a_collapsed_model_is_never_ranked_even_with_the_lowest_attack_success()
         assert table.below[0].name == "nm0.1", "listed with its best utility"
     text = lb.render(entries)
     assert text.count("**Not ranked: below the utility floor:** `dpgan` (best utility at `nm0.1`") == 3
+    # what it leaks at that point is said beside it (the white box: TPR 0.01 over its three seeds)
+    assert text.count("its worst-case TPR@1% here 0.010 [") == 1 and text.count("its worst-case TPR@1% here") == 3
 
 
 def test_nothing_ranks_without_the_reference_defense():
@@ -287,22 +289,22 @@ def test_each_level_says_which_defenses_leak_beyond_the_independent_control():
     assert verdict(table) is None and control_verdict(table) == []
 
 
-def test_a_partial_grid_says_which_cells_are_missing_above_its_tables():
-    """The digits suite's grid is its `defenses:` x every operating point of their YAMLs; a page built from
-    some of those cells says how many it holds and names the rest, so a partial ranking is never mistaken
-    for the whole benchmark."""
-    from mia_bench.config import defense_sweep
-    from mia_bench.grid import suite_defenses
+def test_a_partial_grid_says_which_cells_are_missing_above_its_tables(tmp_path):
+    """The digits suite's published grid is what `make grid` runs (its `defenses:` at their default points,
+    every point of `leaderboard.sweeps`); a page built from some of those cells says how many it holds and
+    names the rest, so a partial ranking is never mistaken for the whole benchmark. A point outside the
+    published grid is no cell of it."""
+    from mia_bench.grid import plan
     from mia_bench.report.pages import render_suite_v2
 
-    entries = [v2_entry("none", "full", 0, suite="digits"), v2_entry("none", "half", 1, suite="digits"),
+    entries = [v2_entry("none", "full", 0, suite="digits"), v2_entry("none", "half", 1, suite="digits", default=False),
                v2_entry("megan", "lh1", 1, suite="digits")]
     page = render_suite_v2(entries)
-    total = sum(len(s.points) if (s := defense_sweep(d)) else 1 for d in suite_defenses("digits"))
+    total = len(plan(suite="digits", defenses=["all"], seeds=[0], overrides=[], results_dir=tmp_path)[0])
     line = next(ln for ln in page.splitlines() if ln.startswith("**Partial grid:**"))
-    assert f"3 of the {total} (defense, operating point) cells" in line
-    assert "`none` (`quarter`, `eighth`)" in line and "`megan` (`lh0.1`, `lh3`)" in line
-    assert "`dpgan` (all points)" in line and "`megan` (`lh1`" not in line
+    assert f"2 of the {total} (defense, operating point) cells" in line
+    assert "`dpgan` (all points)" in line and "`mixup` (all points)" in line
+    assert "`megan`" not in line and "`none`" not in line  # none@half is outside the published grid
     assert page.index("**Partial grid:**") < page.index("### Threat model")
     assert "Partial grid" not in render_suite_v2([v2_entry("none", "full", 0)])  # suite "s" has no YAML: no claim
 
@@ -382,3 +384,46 @@ def test_the_frontier_shows_the_control_band_and_keeps_the_memorizer_off_the_def
     names = [f"d{i}" for i in range(14)]
     colours = [frontier._styles(names)[n]["color"] for n in names]
     assert len(set(colours)) == len(names) and (0.5, 0.5, 0.5, 1.0) not in colours
+
+
+def test_the_leaderboard_ranks_and_draws_only_the_published_grid_and_keeps_the_rest_on_the_detail_page(tmp_path):
+    """digits publishes each defense at its default point and every point of dpgan (leaderboard.sweeps): a
+    more private megan point outside it never takes megan's row or its place in the figures (a user's `make
+    grid` could not reproduce that ranking), dpgan's most private point above the floor does, and the point
+    outside is listed under the tables and kept, marked, on the detail page."""
+    from mia_bench.grid import published_sweeps
+    from mia_bench.report.pages import published, render_detail, render_suite_v2
+
+    assert published_sweeps("digits") == ["dpgan"]
+    entries = [v2_entry("none", "full", 0, suite="digits", tpr=(0.30,)),
+               v2_entry("megan", "lh1", 1, suite="digits", tpr=(0.20,)),
+               v2_entry("megan", "lh3", 2, suite="digits", tpr=(0.02,), default=False),  # more private, clears
+               v2_entry("dpgan", "eps10", 1, suite="digits", tpr=(0.10,)),
+               v2_entry("dpgan", "eps1", 2, suite="digits", tpr=(0.05,), default=False),
+               v2_entry("independent", suite="digits", tpr=(0.01,), labels=("control",))]
+    inside, outside = published("digits", suite_points(entries))
+    assert [(p.defense, p.name) for p in outside] == [("megan", "lh3")]
+    table = rank_level(inside, Floor.of(inside), "white_box")
+    chosen = {r.point.defense: r.point.name for r in table.rows if r.rank is not None}
+    assert chosen == {"none": "full", "megan": "lh1", "dpgan": "eps1"}
+    page = render_suite_v2(entries)
+    rows = [ln for ln in page.splitlines() if ln.startswith("| ") and "`megan`" in ln]
+    assert len(rows) == 3 and all("`lh1`" in ln for ln in rows)  # one per threat model
+    assert "**Not ranked, outside the published grid:** `megan@lh3`" in page
+    assert "### `megan` at `lh3` (not ranked: outside the published grid)" in render_detail(entries)
+    assert "### `megan` at `lh1`\n" in render_detail(entries)
+    from mia_bench.tables import level_tables  # the terminal's ranking: the same rows
+
+    for t in level_tables(entries):
+        names = list(t.columns[1].cells)
+        assert "megan@lh1" in names and "dpgan@eps1" in names
+        assert not any("lh3" in n for n in names)
+    # every point is published where the suite names no sweeps (suite "s" has no YAML)
+    other = [dict(e, suite="s") for e in entries]
+    assert published("s", suite_points(other))[1] == []
+    # the figure is drawn from the published points: the same image with or without the point outside
+    with_lh3, without = tmp_path / "a", tmp_path / "b"
+    with_lh3.mkdir(), without.mkdir()
+    a = write_frontiers(entries, with_lh3)
+    b = write_frontiers([e for e in entries if lb.point_name(e) != "lh3"], without)
+    assert [p.read_bytes() for p in a] == [p.read_bytes() for p in b]

@@ -300,7 +300,8 @@ def test_grid_cost_reads_the_official_cells_and_schedules_them_longest_first(tmp
                                                                              monkeypatch) -> None:
     """benchmarks/perf/grid_cost.py: runs with overrides and the grid's own folder are not cells, and the
     grid's length on 2 workers is the longest-first schedule's (cells of 5, 4, 3, 3 s: 5+3 and 4+3 -> 8), and
-    the grid of the defenses' default points is the same schedule without the other points' cells."""
+    the published grid (digits: the default points and every dpgan point) and the grid of the default points
+    are the same schedule over their own cells."""
     import importlib.util
 
     from mia_bench.config import REPO_ROOT
@@ -311,6 +312,7 @@ def test_grid_cost_reads_the_official_cells_and_schedules_them_longest_first(tmp
     root = tmp_path / "results" / "digits"
     cells = {"none/seed0": 5.0, "megan/seed0": 4.0, "megan/op-lh3/seed0": 3.0, "mixup/seed0": 3.0,
              "none/ovr-abc/seed0": 100.0, "_grid/logs/seed0": 100.0}
+    assert grid_cost.published_sweeps("digits") == ["dpgan"]
     for rel, wall in cells.items():
         folder = root / rel
         folder.mkdir(parents=True)
@@ -324,10 +326,18 @@ def test_grid_cost_reads_the_official_cells_and_schedules_them_longest_first(tmp
     assert sorted(c["cell"] for c in found) == ["megan", "megan@lh3", "mixup", "none"]
     assert grid_cost.makespan([c["wall"] for c in found], 2) == 8.0
     assert grid_cost.makespan([c["wall"] for c in found], 1) == 15.0
+    point = {"name": "eps1", "default": False}  # a dpgan point outside its default: in the published grid
+    (root / "dpgan/op-eps1/seed0").mkdir(parents=True)
+    (root / "dpgan/op-eps1/seed0/record.json").write_text(json.dumps({
+        "defense": "dpgan", "seed": 0, "operating_point": point, "wall_time_s": 3.0,
+        "timings": {"train": 1.5, "attacks": 1.5, "targets_cached": 0.0}, "attacks": {}}))
     monkeypatch.setattr(sys, "argv", ["grid_cost.py", "--results-dir", str(tmp_path / "results"), "--goal", "0.1"])
     grid_cost.main()
     out = capsys.readouterr().out
-    assert "4 cells" in out and "logan_bb" in out and "grid on 2 workers: 0 min; goal 0 min: 1.33x the goal" in out
-    # the grid of default points leaves out megan@lh3 (3 s): 5 | 4+3 -> 7 s on 2 workers
-    assert "default points only (3 cells, make grid POINTS=default): 0 min, 1.17x" in out
+    assert "5 cells" in out and "logan_bb" in out
+    # every cell, 5, 4, 3, 3, 3 s: 5+3 | 4+3+3 -> 10 s on 2 workers
+    assert "every point (5 cells, POINTS=all): 0 min, 1.67x" in out
+    # published: megan@lh3 left out, dpgan@eps1 kept: 5+3 | 4+3 -> 8 s; default points: 5 | 4+3 -> 7 s
+    assert "published grid (4 cells, make grid): 0 min, 1.33x" in out
+    assert "default points (3 cells, POINTS=default): 0 min, 1.17x" in out
     assert max(len(line) for line in out.splitlines()) <= 80

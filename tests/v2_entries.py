@@ -12,9 +12,11 @@ FLOOR = {"downstream_accuracy": 0.9, "fid_classifier": 2.0}
 def v2_entry(defense: str, op: str = "", index: int = 0, *, tpr: list[float] | tuple[float, ...] = (0.05,),
              acc: float = 0.8, fid: float = 20.0, labels: tuple[str, ...] = (), ci: float | None = None,
              levels: tuple[float, ...] = (0.5, 0.8, 1.0), floor: dict[str, float] | None = None,
-             epsilon: float | None = None, suite: str = "s", knob: str = "defense.k") -> dict[str, Any]:
+             epsilon: float | None = None, suite: str = "s", knob: str = "defense.k",
+             default: bool = True) -> dict[str, Any]:
     """One (defense, operating point) entry; `tpr`: the white-box worst-case TPR@1%FPR per seed (samples and
-    generator get `levels` times it); `ci`: the bootstrap half-width stored with each seed's value."""
+    generator get `levels` times it); `ci`: the bootstrap half-width stored with each seed's value;
+    `default`: whether `op` is the defense's default point (what a suite's published grid always holds)."""
     seeds = {}
     for i, t in enumerate(tpr):
         worst = {}
@@ -35,7 +37,8 @@ def v2_entry(defense: str, op: str = "", index: int = 0, *, tpr: list[float] | t
             "design": {"digest": "d", "targets": 16, "population": 1000, "canaries": 128, "canary_kind": "shuffled"}}
     return {"schema": "mia_bench.entry/1", "suite": suite, "suite_version": 2, "defense": defense,
             "config_digest": f"{defense}-{op}", "labels": list(labels),
-            "operating_point": {"name": op, "index": index, "knob": knob, "settings": {knob: index}} if op else {},
+            "operating_point": {"name": op, "index": index, "knob": knob, "settings": {knob: index},
+                                "default": default} if op else {},
             "utility_floor": dict(FLOOR if floor is None else floor), "floor_reference": "none",
             "attacks": {f"a_{lv}": {"access": lv, "variant": "v"} for lv in LEVELS}, "seeds": seeds,
             "environment": {"python": "3.11", "device": "cpu", "cpu_count": 2, "packages": {"torch": "2.13.0"}}}

@@ -5,8 +5,9 @@ runs with overrides, `ovr-*`, are left out) and prints, per cell, its wall time,
 attacks; then the seconds of each attack summed over the cells with their share, and the grid's length
 on `--parallel` workers (cells scheduled longest first, each on the first free worker: the local
 executor's `--parallel`), as a ratio to `--goal` minutes (the digits grid's goal: about 90 minutes on
-2 cores, two cells at a time); and the same for the grid of each defense's default operating point
-(`make grid POINTS=default`), from the same records.
+2 cores, two cells at a time): for the suite's published grid (`make grid`: each defense at its default
+operating point and every point of the suite's `leaderboard.sweeps`), for every point of every sweep
+(`make grid POINTS=all`) and for the default points only, from the same records.
 
 A cell that found its targets or an attack's local models already trained (a rerun, or a second
 seed of a design) times only what it ran; those cells are marked `cached` and the projection then
@@ -24,6 +25,7 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
+from mia_bench.grid import in_published, published_sweeps
 from mia_bench.results import find_records
 
 
@@ -41,6 +43,7 @@ def cells(root: Path) -> list[dict]:
         op = r.get("operating_point") or {}
         point = op.get("name")
         out.append({"cell": f"{r['defense']}@{point}" if point else r["defense"], "seed": r.get("seed"),
+                    "defense": r["defense"],
                     "default": not op or bool(op.get("default")),  # a control has no operating point
                     "wall": float(r.get("wall_time_s", 0.0)), "train": float(timings.get("train", 0.0)),
                     "attack_total": float(timings.get("attacks", sum(attacks.values()))), "attacks": attacks,
@@ -88,15 +91,19 @@ def main() -> None:
     for name, s in sorted(per_attack.items(), key=lambda kv: -kv[1]):
         if s >= 0.01 * attacks:
             print(f"{name:<20} {s:>8.0f} {s / attacks:>10.0%}")
-    span = makespan([c["wall"] for c in found], args.parallel)
     cached = sum(c["cached"] for c in found)
-    print(f"\ngrid on {args.parallel} workers: {span / 60:.0f} min; goal {args.goal:.0f} min: "
-          f"{span / 60 / args.goal:.2f}x the goal")
-    defaults = [c["wall"] for c in found if c["default"]]
-    if 0 < len(defaults) < len(found):  # `make grid POINTS=default`: each defense at its default point
-        short = makespan(defaults, args.parallel)
-        print(f"default points only ({len(defaults)} cells, make grid POINTS=default): {short / 60:.0f} min, "
-              f"{short / 60 / args.goal:.2f}x")
+    sweeps = published_sweeps(args.suite)
+    grids = [("published grid", "make grid", [c for c in found if in_published(c["defense"], c["default"], sweeps)]),
+             ("every point", "POINTS=all", found),
+             ("default points", "POINTS=default", [c for c in found if c["default"]])]
+    print(f"\ngrid on {args.parallel} workers, against the {args.goal:.0f}-minute goal:")
+    shown: set[frozenset] = set()
+    for name, how, mine in grids:
+        cells_of = frozenset((c["cell"], c["seed"]) for c in mine)
+        if mine and cells_of not in shown:  # a grid of the same cells as one already shown is that grid
+            span = makespan([c["wall"] for c in mine], args.parallel)
+            print(f"  {name} ({len(mine)} cells, {how}): {span / 60:.0f} min, {span / 60 / args.goal:.2f}x")
+            shown.add(cells_of)
     if cached:
         print(f"{cached} cell(s) reused trained targets (marked cached): a fresh grid takes longer")
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mia_bench.report.pages import frontier_name, utility_metrics
+from mia_bench.report.pages import frontier_name, published, utility_metrics
 from mia_bench.report.plots import _pyplot, _save
 from mia_bench.report.ranking import LEVELS, NULL_CONTROL, Floor, Point, pareto_front, suite_points
 
@@ -98,7 +98,8 @@ def draw(ax: Any, ds: list[Dot], floor: Floor, metric: str,
     for defense in sorted({d.defense for d in ds}):
         mine = [d for d in ds if d.defense == defense]
         st = {"color": "0.45", "marker": "x" if "memor" in defense else "+"} if mine[0].control else styles[defense]
-        label = "none (early stopping)" if defense == "none" else defense + (" (control)" if mine[0].control else "")
+        label = defense + (" (control)" if mine[0].control else
+                           " (early stopping)" if defense == "none" and len(mine) > 1 else "")
         ys = [clip(d.p) for d in mine]
         ax.errorbar([d.u for d in mine], ys, xerr=[d.u_hw for d in mine],
                     yerr=[[y - clip(d.p_lo) for y, d in zip(ys, mine, strict=True)],
@@ -185,9 +186,10 @@ def frontier_png(path: Path, points: list[Point], level: str, *, title: str) -> 
 
 
 def write_frontiers(entries: list[dict[str, Any]], folder: Path) -> list[Path]:
-    """The suite's three figures in `folder` (frontier_<suite>_v<k>_<level>.png)."""
-    points = suite_points(entries)
+    """The suite's three figures in `folder` (frontier_<suite>_v<k>_<level>.png), of the points the
+    leaderboard ranks (pages.published)."""
     suite, version = entries[0]["suite"], int(entries[0]["suite_version"])
+    points = published(suite, suite_points(entries))[0]
     out = []
     for level in LEVELS:
         path = frontier_png(Path(folder) / frontier_name(suite, version, level), points, level,

@@ -113,7 +113,7 @@ def below_floor(table: LevelTable, util: list[str]) -> list[str]:
         return []
     items = [f"`{p.defense}` (best utility at `{p.name or '–'}`: "
              + ", ".join(f"{m} {lb.utility_stat(p.entry, m).fmt(2 if m.startswith('fid') else 3)}" for m in util)
-             + ")" for p in table.below]
+             + f"; its worst-case TPR@1% here {p.privacy(table.level, TPR1).fmt()})" for p in table.below]
     return ["", "**Not ranked: below the utility floor:** " + "; ".join(items) + "."]
 
 
@@ -130,15 +130,42 @@ def floor_text(floor: Floor) -> str:
             + "; ".join(rules) + ".")
 
 
-def coverage(suite: str, points: list[Point]) -> list[str]:
-    """What of the suite's grid (its `defenses:` x every operating point, from the committed YAMLs) the
-    entries hold: a partial grid says so above its tables. [] when the suite's YAML cannot be read."""
-    from mia_bench.config import defense_sweep
+def _sweeps(suite: str) -> list[str] | None:
+    """The suite's `leaderboard.sweeps` (grid.published_sweeps); None also when its YAML cannot be read."""
     from mia_bench.errors import ConfigError
-    from mia_bench.grid import suite_defenses
+    from mia_bench.grid import published_sweeps
 
     try:
-        grid = {d: [p.name for p in sweep.points] if (sweep := defense_sweep(d)) else [""] for d in suite_defenses(suite)}
+        return published_sweeps(suite)
+    except (ConfigError, OSError):
+        return None
+
+
+def published(suite: str, points: list[Point]) -> tuple[list[Point], list[Point]]:
+    """(the points of the suite's published grid, the others): only the first are ranked and drawn, so the
+    committed leaderboard is what `make grid` reproduces; the others (an extended sweep, `make grid
+    POINTS=all`) are listed and kept on the detail page. Every point is published when the suite's YAML
+    names no `leaderboard.sweeps` or cannot be read."""
+    from mia_bench.grid import in_published
+
+    sweeps = _sweeps(suite)
+    inside = [p for p in points
+              if in_published(p.defense, bool((p.entry.get("operating_point") or {}).get("default", True)), sweeps)]
+    return inside, [p for p in points if p not in inside]
+
+
+def coverage(suite: str, points: list[Point]) -> list[str]:
+    """What of the suite's published grid (its `defenses:` x their published operating points, from the
+    committed YAMLs) the entries hold: a partial grid says so above its tables. [] when the suite's YAML
+    cannot be read."""
+    from mia_bench.config import defense_sweep
+    from mia_bench.errors import ConfigError
+    from mia_bench.grid import in_published, suite_defenses
+
+    sweeps = _sweeps(suite)
+    try:
+        grid = {d: [p.name for p in sweep.points if in_published(d, p.is_default, sweeps)]
+                if (sweep := defense_sweep(d)) else [""] for d in suite_defenses(suite)}
     except (ConfigError, OSError):
         return []
     have = {(p.defense, p.name) for p in points}
@@ -180,17 +207,25 @@ def seed_coverage(suite: str, points: list[Point]) -> list[str]:
 
 def render_suite_v2(entries: list[dict[str, Any]]) -> str:
     """The suite's section of LEADERBOARD.md."""
-    points = suite_points(entries)
+    suite, version = entries[0]["suite"], int(entries[0]["suite_version"])
+    points, extended = published(suite, suite_points(entries))
     floor = Floor.of(points)
     util = utility_metrics(points, floor)
-    suite, version = entries[0]["suite"], int(entries[0]["suite_version"])
     design = next(iter(points[0].entry["seeds"].values())).get("design") or {}
+    sweeps = _sweeps(suite)
+    scope = ("" if sweeps is None else "The published grid: each defense at its default operating point"
+             + (f", and every point of {', '.join(f'`{d}`' for d in sweeps)} (the DP baseline: its frontier is "
+                "the yardstick at matched utility)" if sweeps else "") + ". ")
     lines = [f"## Suite `{suite}` (protocol version {version})", "",
              f"{design.get('targets')} targets per seed, {design.get('population')}-record population with "
              f"{design.get('canaries')} canaries; scores of all records under all targets pooled into one ROC "
-             "per attack. For each threat model, each defense at its most private operating point that clears "
-             "the utility floor, ranked by the worst case over the attacks that access allows (pooled TPR at 1% "
-             "FPR, then at 0.1%, then AUC; lower is more private). " + floor_text(floor), ""]
+             "per attack. " + scope + "For each threat model, each defense at its most private operating point "
+             "that clears the utility floor, ranked by the worst case over the attacks that access allows "
+             "(pooled TPR at 1% FPR, then at 0.1%, then AUC; lower is more private). " + floor_text(floor), ""]
+    if extended:
+        names = ", ".join(f"`{p.defense}@{p.name}`" for p in extended)
+        lines += [f"**Not ranked, outside the published grid:** {names} (the sweep of each defense's knob, `make "
+                  f"grid POINTS=all`): on [{detail_name(suite, version)}]({detail_name(suite, version)}).", ""]
     lines += coverage(suite, points) + seed_coverage(suite, points)
     for level in LEVELS:
         table = rank_level(points, floor, level)
@@ -221,11 +256,13 @@ def _attack_stat(p: Point, attack: str, metric: str, *, canaries: bool = False) 
     return text
 
 
-def point_detail(p: Point, util: list[str]) -> list[str]:
+def point_detail(p: Point, util: list[str], *, extended: bool = False) -> list[str]:
+    """`extended`: a point outside the suite's published grid (never ranked), said in its heading."""
     op = p.entry.get("operating_point") or {}
     settings = ", ".join(f"{k}={v}" for k, v in (op.get("settings") or {}).items()) or "the defense's own settings"
     u = ", ".join(f"{m} {lb.utility_stat(p.entry, m).fmt(3)}" for m in util)
-    lines = [f"### `{p.defense}` at `{p.name or '–'}`", "",
+    lines = [f"### `{p.defense}` at `{p.name or '–'}`" + (" (not ranked: outside the published grid)" if extended
+                                                          else ""), "",
              f"{settings}; {len(p.entry['seeds'])} seed(s); ε (δ) {lb.epsilon_cell(p.entry)}; {u or 'no utility'}."
              + (f" Labels: {_labels(p)}." if p.labels else ""), "",
              "| attack | access | AUC | TPR@1% | TPR@0.1% | canaries AUC | canaries TPR@1% | canaries TPR@0.1% |",
@@ -240,8 +277,9 @@ def point_detail(p: Point, util: list[str]) -> list[str]:
 def render_detail(entries: list[dict[str, Any]]) -> str:
     """leaderboard/<suite>.md: every (defense, operating point), knob order, its attacks one per row."""
     points = suite_points(entries)
-    util = utility_metrics(points, Floor.of(points))
     suite, version = entries[0]["suite"], int(entries[0]["suite_version"])
+    ranked, extended = published(suite, points)
+    util = utility_metrics(ranked, Floor.of(ranked))
     lines = [f"# `{suite}` (protocol version {version}): every defense at every operating point", "",
              "Generated by `mia-bench leaderboard` from `leaderboard/entries/`; do not edit by hand. Ranked tables: "
              "[LEADERBOARD.md](LEADERBOARD.md). Values: pooled over targets; [interval]: 95% t-interval over "
@@ -254,5 +292,5 @@ def render_detail(entries: list[dict[str, Any]]) -> str:
         knob = (mine[0].entry.get("operating_point") or {}).get("knob")
         lines += [f"## `{defense}`" + (f" (knob: {knob}; points from the weakest privacy)" if knob else ""), ""]
         for p in mine:
-            lines += point_detail(p, util)
+            lines += point_detail(p, util, extended=p in extended)
     return "\n".join(lines)

@@ -353,6 +353,12 @@ def test_the_frontier_names_only_the_pareto_points_and_nones_curve():
         plt.close(fig)
         assert named == front | {"full", "half", "quarter"}
         assert {d.name for d in defended} - named  # some points are left unnamed
+        fig, ax = plt.subplots()  # a suite's published sweep (the DP baseline) is named point by point too
+        frontier.draw(ax, ds, floor, "downstream_accuracy", frontier._styles(sorted({d.defense for d in ds})),
+                      frozenset({"none", "mixup"}))
+        named = {n for t in ax.texts if "(control)" not in t.get_text() for n in t.get_text().split("/")}
+        plt.close(fig)
+        assert named == front | {"full", "half", "quarter", "a0.2", "a1", "a4"}
 
 
 def test_the_frontier_shows_the_control_band_and_keeps_the_memorizer_off_the_defenses_scale():

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mia_bench.report.pages import frontier_name, published, utility_metrics
+from mia_bench.report.pages import _sweeps, frontier_name, published, utility_metrics
 from mia_bench.report.plots import _pyplot, _save
 from mia_bench.report.ranking import LEVELS, NULL_CONTROL, Floor, Point, pareto_front, suite_points
 
@@ -70,9 +70,11 @@ def _styles(defenses: list[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def draw(ax: Any, ds: list[Dot], floor: Floor, metric: str,
-         styles: dict[str, dict[str, Any]]) -> tuple[float, float]:
+def draw(ax: Any, ds: list[Dot], floor: Floor, metric: str, styles: dict[str, dict[str, Any]],
+         curves: frozenset[str] = frozenset({"none"})) -> tuple[float, float]:
     """Draw the dots on `ax`; returns the y range drawn (zeros are drawn at its bottom, on the log axis).
+    Named: the Pareto front's points and every point of the `curves` defenses (none's budgets, the DP
+    baseline's sweep), so a reader can tell which epsilon each point of the yardstick is.
     The top is set by the defenses and the negative control, not by the memorizer (TPR 1, which would
     squash every defense into the bottom decade): a control above it is drawn at the top edge and named
     with its value."""
@@ -89,7 +91,7 @@ def draw(ax: Any, ds: list[Dot], floor: Floor, metric: str,
     defended = [d for d in ds if not d.control]
     front = pareto_front([d.u for d in defended], [d.p for d in defended],
                          higher_utility=floor.higher.get(metric, True))
-    named = {defended[i] for i in front} | {d for d in ds if d.defense == "none"}
+    named = {defended[i] for i in front} | {d for d in ds if d.defense in curves}
     u_span = (max(d.u for d in ds) - min(d.u for d in ds)) or 1.0
     for d in ds:  # the negative control's interval: what the attacks reach on records a model never saw
         if d.control and d.defense == NULL_CONTROL:
@@ -162,8 +164,10 @@ def _decorate(ax: Any, floor: Floor, metric: str, y_min: float, y_top: float) ->
     ax.grid(alpha=0.25, which="both", lw=0.5)
 
 
-def frontier_png(path: Path, points: list[Point], level: str, *, title: str) -> Path | None:
-    """The figure of one threat model (None when no point has both utility and privacy at that level)."""
+def frontier_png(path: Path, points: list[Point], level: str, *, title: str,
+                 curves: frozenset[str] = frozenset({"none"})) -> Path | None:
+    """The figure of one threat model (None when no point has both utility and privacy at that level);
+    `curves`: the defenses whose every point is named (draw)."""
     floor = Floor.of(points)
     util = utility_metrics(points, floor)
     if not util:
@@ -174,13 +178,13 @@ def frontier_png(path: Path, points: list[Point], level: str, *, title: str) -> 
         return None
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7.2, 4.6), dpi=150)
-    y_range = draw(ax, ds, floor, metric, _styles(sorted({p.defense for p in points if not p.control})))
+    y_range = draw(ax, ds, floor, metric, _styles(sorted({p.defense for p in points if not p.control})), curves)
     _decorate(ax, floor, metric, *y_range)
     better = "higher" if floor.higher.get(metric, True) else "lower"
     ax.set(xlabel=f"{metric.replace('_', ' ')} ({better} is better)",
            ylabel=f"worst-case TPR at 1% FPR, {level}\n(log; TPR = 0 drawn at the bottom)", title=title)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7.5, frameon=False,
-              title="named: Pareto front, none", title_fontsize=7)
+              title="named: Pareto front, " + ", ".join(sorted(curves)), title_fontsize=7)
     fig.tight_layout()
     return _save(fig, path)
 
@@ -190,10 +194,11 @@ def write_frontiers(entries: list[dict[str, Any]], folder: Path) -> list[Path]:
     leaderboard ranks (pages.published)."""
     suite, version = entries[0]["suite"], int(entries[0]["suite_version"])
     points = published(suite, suite_points(entries))[0]
+    curves = frozenset({"none", *(_sweeps(suite) or [])})  # the DP baseline's points are named too
     out = []
     for level in LEVELS:
         path = frontier_png(Path(folder) / frontier_name(suite, version, level), points, level,
-                            title=f"{suite} (protocol v{version}) · threat model: {level}")
+                            title=f"{suite} (protocol v{version}) · threat model: {level}", curves=curves)
         if path is not None:
             out.append(path)
     return out

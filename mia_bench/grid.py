@@ -136,8 +136,8 @@ def plan(*, suite: str, defenses: list[str], seeds: list[int], overrides: list[s
     for defense in dict.fromkeys(names):
         sweep = defense_sweep(defense, config_dir)
         every = [("" if p.is_default else p.name) for p in sweep.points] if sweep is not None else [""]
-        # the default point's cell is named without it
-        wanted = [n for n in every if points != "default" and in_published(defense, not n, sweeps)] or [""]
+        # the default point's cell is named without it, and every sweep has one
+        wanted = [""] if points == "default" else [n for n in every if in_published(defense, not n, sweeps)]
         for point in wanted:
             for seed in dict.fromkeys(seeds):
                 cell = Cell(suite, defense, seed, tuple(overrides), str(config_dir) if config_dir else None, point)

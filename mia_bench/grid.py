@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -293,6 +294,26 @@ def _exception_line(trace: str) -> str:
     """The last `SomeError: message` line of a traceback (what a reader needs first)."""
     found = [ln for ln in trace.splitlines() if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b", ln)]
     return found[-1].strip() if found else ""
+
+
+@contextmanager
+def stderr_into(path: Path) -> Iterator[None]:
+    """File descriptor 2 pointed at `path` (appended) for the block, the grid's own stderr restored after.
+
+    A process started inside inherits it: submitit's local job controllers, which are started with the
+    grid's stderr, so that a controller cancelled with SIGINT prints its KeyboardInterrupt traceback into
+    this log and not over the grid's terminal (seen once per cancelled cell before this). The cells
+    themselves write to their own logs, as before."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(path, "ab") as log:
+            os.dup2(log.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def cancel_local(jobs: list[Any]) -> None:

@@ -18,6 +18,7 @@ from mia_bench.results import RunPaths, RunRecord
 from mia_bench.tables import entries_table
 
 POLL_S = 0.5
+CONTROLLERS_LOG = "controllers.err"  # the local job controllers' own stderr (the cells log elsewhere)
 
 
 class GridProgress:
@@ -84,7 +85,8 @@ def execute(cells: list[g.Cell], options: g.GridOptions, console: Console) -> li
                 stop.check()
                 while queue and len(running) < max(1, options.parallel):
                     cell = queue.popleft()
-                    running[executor.submit(g.run_cell, cell, *args)] = (cell, time.time())
+                    with g.stderr_into(folder / CONTROLLERS_LOG):  # what a cancelled controller prints
+                        running[executor.submit(g.run_cell, cell, *args)] = (cell, time.time())
                     ui.started(cell)
                 for job, (cell, t0) in list(running.items()):
                     if job.done():

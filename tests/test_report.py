@@ -433,3 +433,24 @@ def test_the_leaderboard_ranks_and_draws_only_the_published_grid_and_keeps_the_r
     a = write_frontiers(entries, with_lh3)
     b = write_frontiers([e for e in entries if lb.point_name(e) != "lh3"], without)
     assert [p.read_bytes() for p in a] == [p.read_bytes() for p in b]
+
+
+def test_the_page_says_which_rows_a_rerun_cannot_reproduce_because_their_dp_noise_is_fresh():
+    """A DP run whose record says its noise came from os.urandom (deterministic_noise false, what a guarantee
+    needs) is one draw: the page names it and says the seeded rows reproduce. A DP run on seeded noise (a
+    test setting) and a non-DP run are not named; with neither kind of fresh-noise row the line is absent."""
+    from mia_bench.report.pages import fresh_noise, render_suite_v2
+
+    def dp(defense, deterministic):
+        e = v2_entry(defense, epsilon=10.0)
+        for s in e["seeds"].values():
+            s["privacy_guarantee"]["deterministic_noise"] = deterministic
+        return e
+
+    entries = [v2_entry("none"), dp("dpgan", False), dp("gswgan", True), dp("zeta", False)]
+    (line,) = [ln for ln in fresh_noise(suite_points(entries)) if ln]
+    assert line.startswith("Reruns: `dpgan`, `zeta` draw their DP noise") and "`gswgan`" not in line
+    assert "every other row is seeded" in line
+    assert line in render_suite_v2(entries).splitlines()
+    assert fresh_noise(suite_points([v2_entry("none"), dp("gswgan", True)])) == []
+    assert "Reruns:" not in render_suite_v2([v2_entry("none"), v2_entry("megan")])

@@ -239,9 +239,26 @@ def render_suite_v2(entries: list[dict[str, Any]]) -> str:
     lines += ["", "Utility is measured on the releases of the first targets against the design's hold-out (records no "
               "target saw); `fid_classifier` is FID on an evaluator classifier's features, not comparable to "
               "Inception FID."]
+    lines += fresh_noise(points)
     if any(lb._classifier_labelled(p.entry) for p in points):
         lines.append("† downstream accuracy of an unconditional model: its samples were labelled by the evaluator.")
     return "\n".join(lines) + "\n"
+
+
+def fresh_noise(points: list[Point]) -> list[str]:
+    """A line naming the defenses whose published runs drew their DP noise from os.urandom (their record's
+    privacy_guarantee: deterministic_noise false, as a DP guarantee needs: noise from the published seed
+    could be replayed and subtracted). Their rows are one draw: a rerun of the same seed trains other models.
+    Every other recipe is seeded, so a rerun reproduces its row. [] when no such point is shown."""
+    names = sorted({p.defense for p in points
+                    if any(s.get("privacy_guarantee") and not s["privacy_guarantee"].get("deterministic_noise", False)
+                           for s in p.entry["seeds"].values())})
+    if not names:
+        return []
+    return ["", f"Reruns: {', '.join(f'`{n}`' for n in names)} draw their DP noise and sampling from os.urandom, as "
+            "their guarantee requires (noise derived from the published seed could be replayed and subtracted), so "
+            "a rerun of the same seed trains other models and gives other values; every other row is seeded, and a "
+            "rerun with the same packages reproduces it to float rounding."]
 
 
 def _attack_stat(p: Point, attack: str, metric: str, *, canaries: bool = False) -> str:

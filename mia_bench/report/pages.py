@@ -239,9 +239,9 @@ def render_suite_v2(entries: list[dict[str, Any]]) -> str:
     lines += ["", "Utility is measured on the releases of the first targets against the design's hold-out (records no "
               "target saw); `fid_classifier` is FID on an evaluator classifier's features, not comparable to "
               "Inception FID."]
-    lines += fresh_noise(points)
     if any(lb._classifier_labelled(p.entry) for p in points):
         lines.append("† downstream accuracy of an unconditional model: its samples were labelled by the evaluator.")
+    lines += fresh_noise(points)
     return "\n".join(lines) + "\n"
 
 

@@ -250,9 +250,8 @@ def fresh_noise(points: list[Point]) -> list[str]:
     privacy_guarantee: deterministic_noise false, as a DP guarantee needs: noise from the published seed
     could be replayed and subtracted). Their rows are one draw: a rerun of the same seed trains other models.
     Every other recipe is seeded, so a rerun reproduces its row. [] when no such point is shown."""
-    names = sorted({p.defense for p in points
-                    if any(s.get("privacy_guarantee") and not s["privacy_guarantee"].get("deterministic_noise", False)
-                           for s in p.entry["seeds"].values())})
+    names = sorted({p.defense for p in points for s in p.entry["seeds"].values()
+                    if (dp := s.get("privacy_guarantee")) and not dp.get("deterministic_noise", False)})
     if not names:
         return []
     return ["", f"Reruns: {', '.join(f'`{n}`' for n in names)} draw their DP noise and sampling from os.urandom, as "
